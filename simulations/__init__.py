@@ -1,0 +1,1 @@
+"""Experiments built on :mod:`theory`: toy simulations, the MNIST instance, figures and the CLI."""

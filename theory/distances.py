@@ -1,0 +1,341 @@
+"""Distances d(x, x') on inputs: lp norms, weighted lp, Mahalanobis,
+transformation-invariant distances and the classifier-induced distance d_f.
+
+Every distance offers two vectorised forms:
+
+* ``d(X, Y)`` -- row-wise distances between paired rows, shape ``(n,)``;
+* ``d.pairwise(X, Y)`` -- all pairs, shape ``(n, m)``.
+
+Pairwise lp computations are delegated to :func:`scipy.spatial.distance.cdist`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from scipy.spatial.distance import cdist
+
+from theory._validation import as_batch, check_eps, check_same_length
+
+__all__ = [
+    "Distance",
+    "LpDistance",
+    "WeightedLpDistance",
+    "MahalanobisDistance",
+    "TransformInvariantDistance",
+    "ClassifierInducedDistance",
+    "cyclic_shifts",
+    "get_distance",
+    "NORM_NAMES",
+    "dual_exponent",
+]
+
+#: Names accepted by :func:`get_distance`.
+NORM_NAMES = ("l0", "l1", "l2", "linf")
+
+
+def _parse_p(p: object) -> float:
+    if isinstance(p, str):
+        key = p.lower().lstrip("l")
+        if key in ("inf", "infty"):
+            return np.inf
+        try:
+            p = float(key)
+        except ValueError:
+            raise ValueError(f"unknown norm {p!r}; expected one of {NORM_NAMES} or a number") from None
+    if isinstance(p, bool):
+        raise TypeError("p must be a number or a norm name")
+    p = float(p)  # type: ignore[arg-type]
+    if np.isnan(p) or (p != 0 and p < 1):
+        raise ValueError(f"p must be 0 (counting 'norm'), >= 1, or inf; got {p}")
+    return p
+
+
+def dual_exponent(p: float | str) -> float:
+    """Dual exponent q with 1/p + 1/q = 1 (p=1 -> inf, p=inf -> 1).
+
+    Examples
+    --------
+    >>> dual_exponent(2), dual_exponent("linf"), dual_exponent(1)
+    (2.0, 1.0, inf)
+    """
+    p = _parse_p(p)
+    if p == 0:
+        raise ValueError("l0 has no dual norm")
+    if p == 1:
+        return np.inf
+    if np.isinf(p):
+        return 1.0
+    return p / (p - 1.0)
+
+
+class Distance(ABC):
+    """Base class: a distance between inputs of dimension ``d``."""
+
+    #: Short name used in tables and the CLI.
+    name: str = "distance"
+    #: Whether the function satisfies the metric axioms (identity may hold only
+    #: up to the equivalence the distance is invariant to; see subclasses).
+    is_metric: bool = True
+
+    def __call__(self, X: Any, Y: Any) -> np.ndarray:
+        """Row-wise distance ``d(X[i], Y[i])``; ``X`` and ``Y`` must have equal shapes."""
+        X = as_batch(X, "X", allow_empty=True)
+        Y = as_batch(Y, "Y", n_features=X.shape[1], allow_empty=True)
+        check_same_length(X=X, Y=Y)
+        return self._rowwise(X, Y)
+
+    def pairwise(self, X: Any, Y: Any) -> np.ndarray:
+        """All distances ``d(X[i], Y[j])``, shape ``(len(X), len(Y))``."""
+        X = as_batch(X, "X", allow_empty=True)
+        Y = as_batch(Y, "Y", n_features=X.shape[1], allow_empty=True)
+        return self._pairwise(X, Y)
+
+    @abstractmethod
+    def _rowwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray: ...
+
+    def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        # Generic fallback: one row-wise call per row of X (subclasses vectorise).
+        out = np.empty((X.shape[0], Y.shape[0]))
+        for i in range(X.shape[0]):
+            out[i] = self._rowwise(np.repeat(X[i : i + 1], Y.shape[0], axis=0), Y)
+        return out
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name})"
+
+
+class LpDistance(Distance):
+    """The lp distance ``||x - x'||_p`` for p in {0, 1, 2, inf} or any real p >= 1.
+
+    ``p = 0`` counts the coordinates that differ (the l0 "norm"; a metric, not a norm).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> LpDistance("linf")(np.array([[0.0, 0.0]]), np.array([[0.3, -0.5]])).tolist()
+    [0.5]
+    """
+
+    def __init__(self, p: float | str = 2) -> None:
+        self.p = _parse_p(p)
+        self.name = "linf" if np.isinf(self.p) else f"l{self.p:g}"
+
+    def _rowwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        diff = X - Y
+        if self.p == 0:
+            return np.count_nonzero(diff, axis=1).astype(float)
+        return np.linalg.norm(diff, ord=self.p, axis=1)
+
+    def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        if X.shape[0] == 0 or Y.shape[0] == 0:
+            return np.zeros((X.shape[0], Y.shape[0]))
+        if self.p == 0:
+            return cdist(X, Y, "hamming") * X.shape[1]
+        if np.isinf(self.p):
+            return cdist(X, Y, "chebyshev")
+        if self.p == 1:
+            return cdist(X, Y, "cityblock")
+        if self.p == 2:
+            return cdist(X, Y, "euclidean")
+        return cdist(X, Y, "minkowski", p=self.p)
+
+
+class WeightedLpDistance(Distance):
+    """Weighted lp distance ``(sum_i w_i |x_i - x'_i|^p)^(1/p)`` (``max_i w_i |.|`` for inf).
+
+    Weights must be strictly positive so that the result is a metric.
+    """
+
+    def __init__(self, weights: Sequence[float] | np.ndarray, p: float | str = 2) -> None:
+        w = np.asarray(weights, dtype=float)
+        if w.ndim != 1 or w.size == 0:
+            raise ValueError(f"weights must be a non-empty 1-D array, got shape {w.shape}")
+        if not np.all(np.isfinite(w)) or np.any(w <= 0):
+            raise ValueError("weights must be finite and > 0")
+        self.weights = w
+        self.p = _parse_p(p)
+        if self.p == 0:
+            raise ValueError("weighted l0 is not supported; use p >= 1")
+        self.name = f"weighted-{'linf' if np.isinf(self.p) else f'l{self.p:g}'}"
+
+    def _scale(self) -> np.ndarray:
+        # Weighted lp = plain lp after scaling coordinates by w^(1/p) (by w for inf).
+        return self.weights if np.isinf(self.p) else self.weights ** (1.0 / self.p)
+
+    def _check(self, X: np.ndarray) -> None:
+        if X.shape[1] != self.weights.size:
+            raise ValueError(
+                f"inputs have {X.shape[1]} features but weights has {self.weights.size}"
+            )
+
+    def _rowwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        self._check(X)
+        s = self._scale()
+        return LpDistance(self.p)._rowwise(X * s, Y * s)
+
+    def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        self._check(X)
+        s = self._scale()
+        return LpDistance(self.p)._pairwise(X * s, Y * s)
+
+
+class MahalanobisDistance(Distance):
+    """Mahalanobis distance ``sqrt((x - x')^T P (x - x'))`` with precision matrix P.
+
+    Give either ``cov`` (symmetric positive definite) or ``precision``.
+    """
+
+    name = "mahalanobis"
+
+    def __init__(self, cov: np.ndarray | None = None, precision: np.ndarray | None = None) -> None:
+        if (cov is None) == (precision is None):
+            raise ValueError("give exactly one of cov or precision")
+        mat = np.asarray(cov if cov is not None else precision, dtype=float)
+        arg = "cov" if cov is not None else "precision"
+        if mat.ndim != 2 or mat.shape[0] != mat.shape[1]:
+            raise ValueError(f"{arg} must be a square matrix, got shape {mat.shape}")
+        if not np.all(np.isfinite(mat)) or not np.allclose(mat, mat.T):
+            raise ValueError(f"{arg} must be finite and symmetric")
+        try:
+            chol = np.linalg.cholesky(mat)
+        except np.linalg.LinAlgError:
+            raise ValueError(f"{arg} must be positive definite") from None
+        if cov is not None:
+            # P = cov^-1 = L^-T L^-1, so ||L^-1 (x - x')||_2 is the distance.
+            self._transform = np.linalg.inv(chol).T
+        else:
+            # P = L L^T, so ||L^T (x - x')||_2 is the distance.
+            self._transform = chol
+        self.precision = self._transform @ self._transform.T
+
+    def whiten(self, X: np.ndarray) -> np.ndarray:
+        """Map inputs so that Mahalanobis distance becomes Euclidean distance."""
+        X = as_batch(X, "X", allow_empty=True)
+        if X.shape[1] != self._transform.shape[0]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the matrix is {self._transform.shape[0]}-D"
+            )
+        return X @ self._transform
+
+    def _rowwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(self.whiten(X) - self.whiten(Y), axis=1)
+
+    def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return LpDistance(2)._pairwise(self.whiten(X), self.whiten(Y))
+
+
+Transform = Callable[[np.ndarray], np.ndarray]
+
+
+def cyclic_shifts(shape: tuple[int, int], max_shift: int = 1) -> list[Transform]:
+    """Cyclic pixel shifts of images of ``shape`` flattened row-major, by up to ``max_shift``.
+
+    The shifts form a group of isometries of every lp norm, so the induced
+    transformation-invariant distance is a pseudo-metric (a metric on orbits).
+    """
+    h, w = (int(s) for s in shape)
+    if h < 1 or w < 1:
+        raise ValueError(f"shape must be positive, got {shape}")
+    if int(max_shift) < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    transforms: list[Transform] = []
+    for dr in range(-max_shift, max_shift + 1):
+        for dc in range(-max_shift, max_shift + 1):
+            def shift(X: np.ndarray, dr: int = dr, dc: int = dc) -> np.ndarray:
+                imgs = X.reshape(X.shape[0], h, w)
+                return np.roll(imgs, (dr, dc), axis=(1, 2)).reshape(X.shape[0], h * w)
+
+            shift.__name__ = f"shift({dr},{dc})"
+            transforms.append(shift)
+    return transforms
+
+
+class TransformInvariantDistance(Distance):
+    """``d_T(x, x') = min_{t in T} d(x, t(x'))`` over a finite set of transforms T.
+
+    When T is a group of isometries of ``base`` (e.g. all cyclic shifts for lp) the
+    result is symmetric and satisfies the triangle inequality; it is zero on whole
+    orbits, i.e. a pseudo-metric. For other transform sets the axioms may fail, and
+    ``is_metric`` is set from ``group``.
+    """
+
+    def __init__(self, base: Distance, transforms: Sequence[Transform], group: bool = True,
+                 name: str | None = None) -> None:
+        if not isinstance(base, Distance):
+            raise TypeError("base must be a Distance")
+        if len(transforms) == 0:
+            raise ValueError("transforms must not be empty")
+        self.base = base
+        self.transforms = list(transforms)
+        self.is_metric = bool(group)
+        self.name = name or f"{base.name}-invariant"
+
+    def _rowwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return np.min([self.base._rowwise(X, t(Y)) for t in self.transforms], axis=0)
+
+    def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        return np.min([self.base._pairwise(X, t(Y)) for t in self.transforms], axis=0)
+
+
+class ClassifierInducedDistance(Distance):
+    """The theorem's distance ``d_f(x, x') = d(x, x') + lam * [f(x) != f(x')]``.
+
+    It is a metric whenever ``d`` is (the indicator term is a pseudo-metric), and
+    when ``f`` equals the oracle on the labelled region, ``(d_f, eps)`` is good for
+    every ``eps < lam``: a change of true class costs at least ``lam``.
+
+    Parameters
+    ----------
+    base : Distance
+        The underlying distance ``d``.
+    classifier : callable
+        ``f``, mapping ``(n, d)`` inputs to ``n`` labels.
+    lam : float
+        Penalty ``lam > 0`` paid for crossing ``f``'s decision boundary.
+    """
+
+    def __init__(self, base: Distance, classifier: Callable[[np.ndarray], np.ndarray],
+                 lam: float) -> None:
+        if not isinstance(base, Distance):
+            raise TypeError("base must be a Distance")
+        if not callable(classifier) and not hasattr(classifier, "predict"):
+            raise TypeError("classifier must be callable or have a predict method")
+        self.base = base
+        self.classifier = classifier
+        self.lam = check_eps(lam, "lam")
+        if self.lam == 0:
+            raise ValueError("lam must be > 0")
+        self.is_metric = base.is_metric
+        self.name = f"d_f[{base.name}]"
+
+    def _labels(self, X: np.ndarray) -> np.ndarray:
+        from theory.oracles import predict
+
+        return predict(self.classifier, X)
+
+    def _rowwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        jump = self._labels(X) != self._labels(Y)
+        return self.base._rowwise(X, Y) + self.lam * jump
+
+    def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
+        jump = self._labels(X)[:, None] != self._labels(Y)[None, :]
+        return self.base._pairwise(X, Y) + self.lam * jump
+
+
+def get_distance(name: str | Distance) -> Distance:
+    """Distance from a name in :data:`NORM_NAMES` (or a number p as ``"l3"``).
+
+    Raises ``ValueError`` naming the argument for unknown names.
+    """
+    if isinstance(name, Distance):
+        return name
+    if not isinstance(name, str):
+        raise TypeError(f"norm must be a string or Distance, got {type(name).__name__}")
+    try:
+        return LpDistance(name)
+    except ValueError:
+        raise ValueError(f"unknown norm {name!r}; expected one of {NORM_NAMES}") from None
