@@ -1,0 +1,70 @@
+"""The interface every toy family implements.
+
+A toy family is a data distribution D together with an exact oracle O, so that every
+quantity of the theory (margins, good radii, the ceiling P_D[r_O(x) > eps]) can be
+computed exactly or checked against sampling.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from theory.results import Quantity
+
+__all__ = ["ToyFamily"]
+
+
+class ToyFamily(ABC):
+    """A distribution with an exact oracle.
+
+    Subclasses set ``name``, ``n_features``, ``n_classes`` and ``norms`` (the norm names
+    for which :meth:`margin` is exact) and implement the abstract methods.
+    """
+
+    name: str = "toy"
+    n_features: int
+    n_classes: int
+    #: Norm names (see :data:`theory.distances.NORM_NAMES`) with exact margins.
+    norms: tuple[str, ...] = ()
+
+    @abstractmethod
+    def sample(self, n: int, seed: int | np.random.Generator | None = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Draw ``n`` inputs ``X ~ D`` (shape ``(n, d)``) and their oracle labels ``O(X)``."""
+
+    @abstractmethod
+    def oracle(self, X: np.ndarray) -> np.ndarray:
+        """Oracle labels of a batch: classes ``0..n_classes-1`` or ``REJECT``."""
+
+    @abstractmethod
+    def margin(self, X: np.ndarray, norm: str) -> np.ndarray:
+        """Exact oracle margin r_O(x) under ``norm`` for each row of ``X``.
+
+        Raises ``ValueError`` naming ``norm`` when the family has no exact margin for it.
+        """
+
+    @abstractmethod
+    def good_radius(self, norm: str) -> Quantity:
+        """The good radius eps*(norm): the essential infimum of r_O over D."""
+
+    @abstractmethod
+    def ceiling_curve(self, eps: np.ndarray, norm: str) -> np.ndarray:
+        """Exact P_D[r_O(x) > eps] for each eps of a 1-D grid (vectorised).
+
+        This is the best real robust accuracy any classifier can reach at radius eps.
+        Raises ``ValueError`` naming ``norm`` when no closed form is known.
+        """
+
+    def ceiling(self, eps: float, norm: str) -> Quantity:
+        """P_D[r_O(x) > eps] at one radius, as an exact :class:`Quantity`."""
+        from theory._validation import check_eps
+        from theory.results import exact
+
+        eps = check_eps(eps)
+        value = float(self.ceiling_curve(np.array([eps]), norm)[0])
+        return exact(value, f"closed form for {self.name} under {norm}")
+
+    def params(self) -> dict:
+        """Parameters of the family (JSON-friendly), for tables and caching keys."""
+        return {}
