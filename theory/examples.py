@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from theory._validation import as_batch, check_eps, check_same_length
-from theory.distances import Distance
+from theory.distances import Distance, get_distance
 from theory.oracles import REJECT, TableOracle, oracle_labels, predict
 
 __all__ = [
@@ -73,11 +73,20 @@ def check_oracle(oracle: Any) -> Any:
 
 
 def check_distance(distance: Any, name: str = "distance") -> Distance:
-    """Check that ``distance`` is a :class:`~theory.distances.Distance`."""
+    """Return ``distance`` as a :class:`~theory.distances.Distance`.
+
+    Norm names such as ``"l2"`` are resolved with :func:`~theory.distances.get_distance`;
+    unknown names raise ``ValueError``, other types ``TypeError``.
+    """
+    if isinstance(distance, str):
+        try:
+            return get_distance(distance)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
     if not isinstance(distance, Distance):
         raise TypeError(
-            f"{name} must be a theory.distances.Distance (use get_distance('l2') for a norm "
-            f"name), got {type(distance).__name__}"
+            f"{name} must be a theory.distances.Distance or a norm name, "
+            f"got {type(distance).__name__}"
         )
     return distance
 
@@ -133,7 +142,7 @@ def _paired_labels(
     x: Any, x_prime: Any, oracle: Any, f: Any, distance: Any, eps: float
 ) -> tuple[np.ndarray, ...]:
     check_oracle(oracle)
-    check_distance(distance)
+    distance = check_distance(distance)
     eps = check_eps(eps)
     X = as_batch(x, "x")
     Xp = as_batch(x_prime, "x_prime", n_features=X.shape[1])
@@ -156,8 +165,8 @@ def is_sensitivity_example(
         The true labelling ``O`` (classes or ``REJECT``).
     f : callable or estimator
         The classifier.
-    distance : Distance
-        The distance ``d``.
+    distance : Distance or str
+        The distance ``d`` (or a norm name for :func:`~theory.distances.get_distance`).
     eps : float
         Radius ``>= 0`` of the closed ball.
 
@@ -310,7 +319,7 @@ def find_examples(
     (True, [-1, 2, 1, -1])
     """
     check_oracle(oracle)
-    check_distance(distance)
+    distance = check_distance(distance)
     eps = check_eps(eps)
     X = as_batch(X, "X")
     C = as_candidates(candidates, X.shape[1])

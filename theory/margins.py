@@ -126,7 +126,7 @@ def oracle_margin(
     ([3.0, 2.0, 1.0, 2.0, 3.0], 'exact')
     """
     check_oracle(oracle)
-    check_distance(distance)
+    distance = check_distance(distance)
     X = as_batch(X, "X")
     C = as_candidates(candidates, X.shape[1])
     is_exact = resolve_exhaustive(oracle, C, exhaustive)

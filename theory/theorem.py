@@ -132,7 +132,7 @@ def check_metric_axioms(
     >>> check_metric_axioms(LpDistance(2), X, Y, Z).holds
     True
     """
-    check_distance(distance)
+    distance = check_distance(distance)
     atol = check_eps(atol, "atol")
     X = as_batch(X, "X")
     Y = as_batch(Y, "Y", n_features=X.shape[1])
@@ -174,7 +174,7 @@ def check_metric_axioms_exhaustive(
     >>> check_metric_axioms_exhaustive(LpDistance(1), pts).holds
     True
     """
-    check_distance(distance)
+    distance = check_distance(distance)
     atol = check_eps(atol, "atol")
     P = as_batch(points, "points")
     if np.unique(P, axis=0).shape[0] != P.shape[0]:
@@ -279,7 +279,7 @@ def verify_lemma_case(
         Whether each claim is verified. A wrong witness gives ``False``.
     """
     check_oracle(oracle)
-    check_distance(distance)
+    distance = check_distance(distance)
     eps = check_eps(eps)
     X = as_batch(x, "x")
     Xp = as_batch(x_prime, "x_prime", n_features=X.shape[1])
@@ -434,7 +434,7 @@ def nearest_sample(X: Any, X_sample: Any, distance: Distance) -> tuple[np.ndarra
 
     Ties go to the lowest sample index.
     """
-    check_distance(distance)
+    distance = check_distance(distance)
     X = as_batch(X, "X")
     S = as_batch(X_sample, "X_sample", n_features=X.shape[1])
     idx = np.empty(X.shape[0], dtype=np.int64)
@@ -458,6 +458,7 @@ def covering_radius(X_region: Any, X_sample: Any, distance: Distance) -> Quantit
     >>> covering_radius(np.arange(5.0)[:, None], [[0.0], [4.0]], LpDistance(1)).value
     2.0
     """
+    distance = check_distance(distance)
     _, dist = nearest_sample(as_batch(X_region, "X_region"), X_sample, distance)
     far = int(np.argmax(dist))
     return exact(float(dist[far]), f"max-min {distance.name} distance from region to sample",
