@@ -104,22 +104,28 @@ def linear_worst_margins(
     x = np.asarray(x, dtype=np.float64).reshape(len(x), -1)
     if w.ndim != 2 or w.shape[1] != x.shape[1]:
         raise ValueError(f"weight must have shape (C, {x.shape[1]}), got {w.shape}")
-    n_classes = w.shape[0]
-    y = as_labels(y, "y", n_classes=n_classes, length=x.shape[0], allow_reject=False)
+    if b.shape != (w.shape[0],):
+        raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
+    y = as_labels(y, "y", n_classes=w.shape[0], length=x.shape[0], allow_reject=False)
     lo, hi = input_box(x, eps)
-    centre, half = (lo + hi) / 2.0, (hi - lo) / 2.0
-    logits_c = centre @ w.T + b  # (n, C)
-    # |w_y - w_j| for every ordered pair of classes, (C, C, d)
-    abs_diff = np.abs(w[:, None, :] - w[None, :, :])
-    out = np.empty((x.shape[0], n_classes))
-    for sl in _batches(x.shape[0], 512):
-        pen = (half[sl] @ abs_diff.reshape(n_classes * n_classes, -1).T).reshape(
-            -1, n_classes, n_classes
-        )
-        rows = np.arange(sl.stop - sl.start)
-        yy = y[sl]
-        out[sl] = logits_c[sl][rows, yy][:, None] - logits_c[sl] - pen[rows, yy, :]
+    out = _linear_worst_margins_box(w, b, (lo + hi) / 2.0, (hi - lo) / 2.0, y)
     out[np.arange(x.shape[0]), y] = np.inf
+    return out
+
+
+def _linear_worst_margins_box(w: np.ndarray, b: np.ndarray, centre: np.ndarray,
+                              half: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Unvalidated core of :func:`linear_worst_margins` on a box ``centre +- half``.
+
+    Column ``y`` comes out as 0. Grouping samples by label needs only ``|w_k - w_j|``
+    for the one row ``k = y``: O(n d C) work.
+    """
+    logits = centre @ w.T + b
+    rows = np.arange(centre.shape[0])
+    out = logits[rows, y][:, None] - logits
+    for k in np.unique(y):
+        m = y == k
+        out[m] -= half[m] @ np.abs(w[k] - w).T
     return out
 
 

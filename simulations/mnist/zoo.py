@@ -1,0 +1,698 @@
+"""The MNIST model zoo: training configurations, training loops and a model cache.
+
+Methods (``TrainConfig.method``):
+
+- ``"standard"`` -- cross-entropy training of a CNN (the undefended model).
+- ``"pgd"`` -- l-inf PGD adversarial training (Madry et al., 2018): each batch is
+  replaced by PGD examples at the current radius; the radius ramps up linearly.
+- ``"ibp"`` -- certified training with interval bound propagation (Gowal et al.,
+  2018): loss ``kappa * CE(z) + (1 - kappa) * CE(z_hat)`` where ``z_hat`` are the IBP
+  worst-case margins; after a warm-up at eps = 0, eps ramps linearly from 0 to the
+  training radius while kappa ramps from 1 to ``kappa_final``.
+- ``"logreg"`` -- multinomial logistic regression (scikit-learn), a linear model.
+- ``"robust_linear"`` -- the linear model minimising the *exact* worst-case
+  cross-entropy over ``B(x, eps) ∩ [0,1]^784`` (closed form, convex; L-BFGS).
+- ``"knn"`` -- k-nearest neighbours (scikit-learn) on raw pixels.
+
+Trained models are cached under a key that hashes the full configuration, the
+training data and the zoo's format version; a cache hit loads and never retrains.
+Networks are saved with ``torch.save`` as a dict of the ``state_dict``, the
+configuration and the training metrics and loaded with ``torch.load(...,
+weights_only=True)``; numpy models are saved as ``.npz`` and loaded with
+``allow_pickle=False``. Files are written atomically; a long torch run checkpoints
+after every epoch and resumes from the checkpoint.
+
+Examples
+--------
+>>> from simulations.mnist.zoo import get_config, load_or_train
+>>> trained = load_or_train("tiny-standard")          # doctest: +SKIP
+>>> trained.model.predict(x)                           # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from simulations.mnist.certify import _linear_worst_margins_box, input_box
+from simulations.mnist.models import (
+    N_PIXELS,
+    LinearModel,
+    ModelAdapter,
+    NumpyModel,
+    TorchModel,
+    build_architecture,
+    require_torch,
+)
+from theory._validation import as_labels
+
+try:
+    import torch
+    from torch.nn import functional as F
+except ImportError:  # pragma: no cover
+    torch = F = None
+
+__all__ = [
+    "ZOO_FORMAT",
+    "METHODS",
+    "TORCH_METHODS",
+    "TrainConfig",
+    "TrainedModel",
+    "CONFIGS",
+    "get_config",
+    "config_key",
+    "data_fingerprint",
+    "default_cache_dir",
+    "eps_schedule",
+    "train",
+    "load_or_train",
+    "load_saved",
+    "estimate_train_seconds",
+    "fit_robust_linear",
+    "robust_linear_loss",
+]
+
+#: Bumped whenever training code changes in a way that changes results; part of the key.
+ZOO_FORMAT = 1
+METHODS = ("standard", "pgd", "ibp", "logreg", "robust_linear", "knn")
+TORCH_METHODS = ("standard", "pgd", "ibp")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model (all of it enters the cache key).
+
+    Attributes
+    ----------
+    name : str
+        Registry name (e.g. ``"pgd-0.3"``).
+    method : {"standard", "pgd", "ibp", "logreg", "robust_linear", "knn"}
+    arch : str
+        Network architecture (torch methods), see :data:`models.ARCHITECTURES`.
+    n_train : int or None
+        Use the first ``n_train`` training images (``None``: all 60000).
+    epochs, batch_size, lr : optimisation (Adam) for torch methods.
+    lr_decay_epochs : tuple of int
+        Epochs (0-based, at their start) where the learning rate is multiplied by 0.1.
+    eps : float
+        Training radius (l-inf) for pgd, ibp and robust_linear.
+    pgd_steps, pgd_step_size : PGD used during training (step size at the full eps;
+        it scales with the ramped eps).
+    warmup_fraction, ramp_fraction : fractions of all optimisation steps spent at
+        eps = 0 and then ramping eps (and IBP's kappa) linearly to their final values.
+    kappa_final : float
+        IBP: final weight of the clean loss.
+    l2 : float
+        Linear models: penalty ``l2 / 2 * ||W||^2`` on the mean loss.
+    max_iter : int
+        Linear models: optimiser iterations.
+    k : int
+        kNN: number of neighbours.
+    seed : int
+        Initialisation, shuffling and PGD random starts.
+    budget_minutes : float or None
+        Wall-clock budget on 2 CPU cores the configuration was designed for. Training
+        records its time and warns when it is exceeded (it is never cut short, so the
+        result does not depend on machine speed).
+    """
+
+    name: str
+    method: Literal["standard", "pgd", "ibp", "logreg", "robust_linear", "knn"]
+    arch: str = "small_cnn"
+    n_train: int | None = None
+    epochs: int = 1
+    batch_size: int = 100
+    lr: float = 1e-3
+    lr_decay_epochs: tuple[int, ...] = ()
+    eps: float = 0.0
+    pgd_steps: int = 0
+    pgd_step_size: float = 0.0
+    warmup_fraction: float = 0.0
+    ramp_fraction: float = 0.0
+    kappa_final: float = 1.0
+    l2: float = 0.0
+    max_iter: int = 200
+    k: int = 3
+    seed: int = 0
+    budget_minutes: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, got {self.method!r}")
+        if self.n_train is not None and self.n_train < 1:
+            raise ValueError(f"n_train must be None or >= 1, got {self.n_train}")
+        for name in ("epochs", "batch_size", "max_iter", "k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (math.isfinite(self.eps) and self.eps >= 0):
+            raise ValueError(f"eps must be finite and >= 0, got {self.eps}")
+        if self.method == "pgd" and (self.pgd_steps < 1 or self.pgd_step_size <= 0):
+            raise ValueError("method 'pgd' needs pgd_steps >= 1 and pgd_step_size > 0")
+        if not (0 <= self.warmup_fraction and 0 <= self.ramp_fraction
+                and self.warmup_fraction + self.ramp_fraction <= 1):
+            raise ValueError("warmup_fraction and ramp_fraction must be >= 0 and sum to <= 1")
+        if not 0 <= self.kappa_final <= 1:
+            raise ValueError(f"kappa_final must be in [0, 1], got {self.kappa_final}")
+        object.__setattr__(self, "lr_decay_epochs", tuple(int(e) for e in self.lr_decay_epochs))
+
+    def to_dict(self) -> dict:
+        """JSON-friendly dictionary (tuples become lists)."""
+        out = asdict(self)
+        out["lr_decay_epochs"] = list(self.lr_decay_epochs)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config") -> TrainConfig:
+        """Inverse of :meth:`to_dict`; unknown or missing keys raise ``ValueError``."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"{source}: unknown configuration keys {sorted(unknown)}")
+        return cls(**data)
+
+
+def _tiny(name: str, method: str, **kw: Any) -> TrainConfig:
+    # For tests: hundreds of images, one epoch, the tiny CNN; seconds on one core.
+    return TrainConfig(name=name, method=method, arch="tiny_cnn", n_train=800, epochs=1,
+                       batch_size=10, lr=3e-3, budget_minutes=0.5, **kw)
+
+
+#: The registry. Full configurations are designed for 2 CPU cores: the budget is
+#: stated in ``budget_minutes`` and checked by :func:`estimate_train_seconds`.
+CONFIGS: dict[str, TrainConfig] = {
+    c.name: c
+    for c in [
+        _tiny("tiny-standard", "standard"),
+        _tiny("tiny-pgd", "pgd", eps=0.3, pgd_steps=3, pgd_step_size=0.15,
+              warmup_fraction=0.5, ramp_fraction=0.5),
+        _tiny("tiny-ibp", "ibp", eps=0.4, warmup_fraction=0.5, ramp_fraction=0.5,
+              kappa_final=0.5),
+        TrainConfig("tiny-logreg", "logreg", n_train=500, l2=1e-3, max_iter=100,
+                    budget_minutes=0.5),
+        TrainConfig("tiny-robust-linear", "robust_linear", n_train=500, eps=0.1, l2=1e-3,
+                    max_iter=100, budget_minutes=0.5),
+        TrainConfig("tiny-knn", "knn", n_train=500, k=3, budget_minutes=0.1),
+        TrainConfig("undefended", "standard", arch="small_cnn", epochs=6, lr=1e-3,
+                    lr_decay_epochs=(4,), budget_minutes=10),
+        TrainConfig("pgd-0.3", "pgd", arch="small_cnn", epochs=8, lr=1e-3,
+                    lr_decay_epochs=(6,), eps=0.3, pgd_steps=7, pgd_step_size=0.1,
+                    ramp_fraction=0.2, budget_minutes=15),
+        TrainConfig("ibp-0.4", "ibp", arch="small_cnn", epochs=20, lr=1e-3,
+                    lr_decay_epochs=(15, 18), eps=0.4, warmup_fraction=0.03,
+                    ramp_fraction=0.5, kappa_final=0.5, budget_minutes=15),
+        TrainConfig("logreg", "logreg", l2=1e-4, max_iter=300, budget_minutes=5),
+        TrainConfig("robust-linear-0.1", "robust_linear", eps=0.1, l2=1e-4, max_iter=300,
+                    budget_minutes=15),
+        TrainConfig("robust-linear-0.3", "robust_linear", eps=0.3, l2=1e-4, max_iter=300,
+                    budget_minutes=15),
+        TrainConfig("knn", "knn", k=3, budget_minutes=1),
+    ]
+}
+
+
+def get_config(name: str) -> TrainConfig:
+    """The registered configuration called ``name``."""
+    if name not in CONFIGS:
+        raise ValueError(f"unknown model {name!r}; registered: {', '.join(CONFIGS)}")
+    return CONFIGS[name]
+
+
+# --------------------------------------------------------------------------- keys and files
+def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of the training images and labels (dtype, shape and bytes)."""
+    h = hashlib.sha256()
+    for arr in (images, labels):
+        arr = np.ascontiguousarray(arr)
+        h.update(f"{arr.dtype.str}{arr.shape}".encode())
+        h.update(arr.tobytes())
+    return h.hexdigest()
+
+
+def config_key(config: TrainConfig, fingerprint: str) -> str:
+    """Cache key: hash of the zoo format, the full configuration and the data fingerprint."""
+    payload = json.dumps({"format": ZOO_FORMAT, "config": config.to_dict(), "data": fingerprint},
+                         sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:20]
+
+
+def default_cache_dir() -> Path:
+    """``<pooch.os_cache("invariance-tradeoffs")>/models``."""
+    from simulations.mnist.data import cache_root
+
+    return cache_root() / "models"
+
+
+def _model_path(cache_dir: Path, config: TrainConfig, key: str) -> Path:
+    suffix = ".pt" if config.method in TORCH_METHODS else ".npz"
+    return cache_dir / f"{config.name}-{key}{suffix}"
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    """Write through a temporary file in the same folder, then rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+@dataclass
+class TrainedModel:
+    """A trained zoo model: the adapter plus its provenance."""
+
+    config: TrainConfig
+    model: ModelAdapter
+    metrics: dict
+    key: str
+    path: Path | None = None
+    loaded_from_cache: bool = False
+    extra: dict = field(default_factory=dict)
+
+
+# --------------------------------------------------------------------------- schedules
+def eps_schedule(step: int, total_steps: int, eps: float, warmup_fraction: float,
+                 ramp_fraction: float) -> float:
+    """Radius used at optimisation ``step``: 0 during warm-up, then linear up to ``eps``.
+
+    Examples
+    --------
+    >>> [eps_schedule(s, 10, 0.4, 0.2, 0.5) for s in (0, 2, 3, 7, 9)]
+    [0.0, 0.0, 0.08, 0.4, 0.4]
+    """
+    warm = warmup_fraction * total_steps
+    ramp = ramp_fraction * total_steps
+    if step < warm:
+        return 0.0
+    if ramp <= 0:
+        return float(eps)
+    return float(eps * min(1.0, (step - warm + 1) / ramp))
+
+
+# --------------------------------------------------------------------------- torch training
+def _torch_data(images: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.uint8)).float().div_(255.0)
+    return x.unsqueeze(1), torch.from_numpy(labels.astype(np.int64))
+
+
+def _train_step(net: Any, config: TrainConfig, xb: Any, yb: Any, eps_t: float,
+                gen: Any) -> tuple[Any, Any]:
+    """Loss of one batch for the config's method at radius ``eps_t``; also the clean logits."""
+    from simulations.mnist.attacks_pgd import pgd_torch
+    from simulations.mnist.certify import ibp_margin_upper
+
+    if config.method == "pgd" and eps_t > 0:
+        step_size = config.pgd_step_size * eps_t / config.eps
+        xb = pgd_torch(net, xb, yb, eps_t, steps=config.pgd_steps, step_size=step_size,
+                       generator=gen)
+        logits = net(xb)
+        return F.cross_entropy(logits, yb), logits
+    logits = net(xb)
+    loss = F.cross_entropy(logits, yb)
+    if config.method == "ibp":
+        progress = eps_t / config.eps if config.eps > 0 else 1.0
+        kappa = 1.0 - (1.0 - config.kappa_final) * progress
+        if kappa < 1.0:
+            z_hat = ibp_margin_upper(net, xb, yb, eps_t)
+            loss = kappa * loss + (1.0 - kappa) * F.cross_entropy(z_hat, yb)
+    return loss, logits
+
+
+def _train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
+                 checkpoint: Path | None = None, progress: bool = False,
+                 _stop_after_epochs: int | None = None) -> tuple[Any, dict] | None:
+    """Run the config's torch training; resume from ``checkpoint`` when it exists.
+
+    Returns ``(net, metrics)``, or ``None`` when stopped early by ``_stop_after_epochs``
+    (used to test resuming).
+    """
+    from tqdm.auto import tqdm
+
+    x_all, y_all = _torch_data(images, labels)
+    n = x_all.shape[0]
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    total = steps_per_epoch * config.epochs
+    net = build_architecture(config.arch, seed=config.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    state = {"epoch": 0, "elapsed": 0.0, "history": []}
+    if checkpoint is not None and checkpoint.exists():
+        ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        net.load_state_dict(ck["state_dict"])
+        opt.load_state_dict(ck["optimizer"])
+        gen.set_state(ck["generator"])
+        state = {"epoch": int(ck["epoch"]), "elapsed": float(ck["elapsed"]),
+                 "history": list(ck["history"])}
+    net.train()
+    for epoch in range(state["epoch"], config.epochs):
+        start = time.perf_counter()
+        lr = config.lr * 0.1 ** sum(epoch >= e for e in config.lr_decay_epochs)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        perm = torch.randperm(n, generator=gen)
+        loss_sum, correct = 0.0, 0
+        bar = tqdm(range(steps_per_epoch), disable=not progress, leave=False,
+                   desc=f"{config.name} epoch {epoch + 1}/{config.epochs}")
+        for i in bar:
+            idx = perm[i * config.batch_size:(i + 1) * config.batch_size]
+            xb, yb = x_all[idx], y_all[idx]
+            eps_t = eps_schedule(epoch * steps_per_epoch + i, total, config.eps,
+                                 config.warmup_fraction, config.ramp_fraction)
+            loss, logits = _train_step(net, config, xb, yb, eps_t, gen)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            loss_sum += loss.item() * len(idx)
+            correct += int((logits.argmax(1) == yb).sum())
+        state["epoch"] = epoch + 1
+        state["elapsed"] += time.perf_counter() - start
+        state["history"].append({"epoch": epoch + 1, "loss": loss_sum / n,
+                                 "train_accuracy": correct / n, "eps": eps_t, "lr": lr})
+        if checkpoint is not None and state["epoch"] < config.epochs:
+            ck = {"state_dict": net.state_dict(), "optimizer": opt.state_dict(),
+                  "generator": gen.get_state(), **state}
+            _atomic_write(checkpoint, lambda p, ck=ck: torch.save(ck, p))
+        if _stop_after_epochs is not None and state["epoch"] >= _stop_after_epochs \
+                and state["epoch"] < config.epochs:
+            return None
+    net.eval()
+    metrics = {"train_seconds": state["elapsed"], "steps": total, "history": state["history"],
+               "final_loss": state["history"][-1]["loss"],
+               "final_train_accuracy": state["history"][-1]["train_accuracy"],
+               "torch_threads": torch.get_num_threads()}
+    return net, metrics
+
+
+# --------------------------------------------------------------------------- linear, exact robust
+def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray, y: np.ndarray,
+                       n_classes: int, l2: float) -> tuple[float, np.ndarray]:
+    """Exact worst-case cross-entropy of a linear model over l-inf boxes, and its gradient.
+
+    For each sample the worst case of every margin ``z_y - z_j`` over the box with
+    centre ``c`` and half-width ``r`` is ``g_j = (w_y - w_j) . c - |w_y - w_j| . r + b_y - b_j``
+    (:func:`simulations.mnist.certify.linear_worst_margins`); the loss is
+    ``mean_n log(1 + sum_{j != y} exp(-g_j)) + l2 / 2 * ||W||^2``, which upper-bounds the
+    worst-case cross-entropy and is convex in ``(W, b)``. With ``r = 0`` it is the
+    multinomial logistic loss.
+
+    Parameters
+    ----------
+    params : array, shape (C * d + C,)
+        ``W`` flattened row-major, then ``b``.
+    centre, half : arrays, shape (n, d)
+        Box of each sample (:func:`simulations.mnist.certify.input_box`).
+    y : int array, shape (n,)
+    n_classes : int
+    l2 : float
+
+    Returns
+    -------
+    loss : float
+    grad : array like ``params``
+    """
+    n, d = centre.shape
+    w = params[: n_classes * d].reshape(n_classes, d)
+    b = params[n_classes * d:]
+    g = _linear_worst_margins_box(w, b, centre, half, y)
+    neg = -g
+    rows = np.arange(n)
+    neg[rows, y] = 0.0  # the "1 +" term of log(1 + sum exp(-g_j))
+    top = neg.max(axis=1, keepdims=True)
+    ex = np.exp(neg - top)
+    tot = ex.sum(axis=1, keepdims=True)
+    loss = float(np.mean(top[:, 0] + np.log(tot[:, 0]))) + 0.5 * l2 * float(np.sum(w * w))
+    a = -ex / tot / n  # d loss / d g_j
+    a[rows, y] = 0.0
+    gw = l2 * w
+    gb = np.zeros(n_classes)
+    for k in range(n_classes):
+        m = y == k
+        if not np.any(m):
+            continue
+        ak = a[m]  # (m, C)
+        # d g_j / d w_k = c - sign(w_k - w_j) * r ; d g_j / d w_j = -(same)
+        dk = ak.T @ centre[m] - np.sign(w[k] - w) * (ak.T @ half[m])  # (C, d)
+        gw[k] += dk.sum(axis=0)
+        gw -= dk
+        colsum = ak.sum(axis=0)
+        gb[k] += colsum.sum()
+        gb -= colsum
+    return loss, np.concatenate([gw.ravel(), gb])
+
+
+def fit_robust_linear(images: np.ndarray, labels: np.ndarray, eps: float, *, l2: float = 1e-4,
+                      max_iter: int = 200, n_classes: int = 10) -> tuple[LinearModel, dict]:
+    """Linear model minimising the exact l-inf worst-case loss (:func:`robust_linear_loss`).
+
+    Deterministic (zero initialisation, L-BFGS-B from scipy; the problem is convex).
+    ``images`` are uint8 ``(n, 28, 28)`` or floats in ``[0, 1]``.
+    """
+    from scipy.optimize import minimize
+
+    x = _flat_unit(images)
+    y = as_labels(labels, "labels", n_classes=n_classes, length=x.shape[0], allow_reject=False)
+    lo, hi = input_box(x, eps)
+    centre, half = (lo + hi) / 2, (hi - lo) / 2
+    res = minimize(robust_linear_loss, np.zeros(n_classes * (x.shape[1] + 1)), jac=True,
+                   args=(centre, half, y, n_classes, l2), method="L-BFGS-B",
+                   options={"maxiter": max_iter})
+    w = res.x[: n_classes * x.shape[1]].reshape(n_classes, x.shape[1])
+    info = {"final_loss": float(res.fun), "n_iter": int(res.nit), "converged": bool(res.success),
+            "optimizer_message": str(res.message)}
+    return LinearModel(w, res.x[n_classes * x.shape[1]:]), info
+
+
+def _flat_unit(images: np.ndarray) -> np.ndarray:
+    arr = np.asarray(images)
+    if arr.ndim < 2 or int(np.prod(arr.shape[1:])) != N_PIXELS:
+        raise ValueError(f"images must hold 28x28 images, got shape {arr.shape}")
+    x = arr.reshape(arr.shape[0], N_PIXELS)
+    if x.dtype == np.uint8:
+        return x.astype(np.float64) / 255.0
+    x = x.astype(np.float64)
+    if x.min() < 0 or x.max() > 1:
+        raise ValueError("float images must lie in [0, 1]")
+    return x
+
+
+def _knn_model(train_images: np.ndarray, train_labels: np.ndarray, k: int,
+               name: str) -> NumpyModel:
+    from sklearn.neighbors import KNeighborsClassifier
+
+    knn = KNeighborsClassifier(n_neighbors=k, algorithm="brute")
+    knn.fit(_flat_unit(train_images).astype(np.float32), train_labels.astype(np.int64))
+    return NumpyModel(lambda x: knn.predict(x.reshape(x.shape[0], -1)), name=name)
+
+
+def _train_numpy(config: TrainConfig, images: np.ndarray, labels: np.ndarray
+                 ) -> tuple[ModelAdapter, dict, dict]:
+    """Train a numpy model; return (adapter, metrics, arrays to save)."""
+    start = time.perf_counter()
+    if config.method == "knn":
+        model = _knn_model(images, labels, config.k, config.name)
+        arrays = {"train_images": np.asarray(images, np.uint8),
+                  "train_labels": np.asarray(labels, np.int64)}
+        metrics: dict = {}
+    elif config.method == "logreg":
+        from sklearn.linear_model import LogisticRegression
+
+        x = _flat_unit(images)
+        # sklearn minimises C * sum(loss) + ||W||^2 / 2, i.e. mean loss + ||W||^2 / (2 C n).
+        clf = LogisticRegression(C=1.0 / (config.l2 * x.shape[0]), max_iter=config.max_iter)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            clf.fit(x, labels)
+        model = LinearModel(clf.coef_, clf.intercept_, name=config.name)
+        arrays = {"weight": model.weight, "bias": model.bias}
+        metrics = {"n_iter": int(np.max(clf.n_iter_)),
+                   "converged": not any("converge" in str(w.message) for w in caught)}
+    else:  # robust_linear
+        model, metrics = fit_robust_linear(images, labels, config.eps, l2=config.l2,
+                                           max_iter=config.max_iter)
+        model.name = config.name
+        arrays = {"weight": model.weight, "bias": model.bias}
+    metrics["train_seconds"] = time.perf_counter() - start
+    if config.method != "knn":
+        metrics["final_train_accuracy"] = float(np.mean(
+            np.argmax(_flat_unit(images) @ model.weight.T + model.bias, axis=1) == labels))
+    return model, metrics, arrays
+
+
+# --------------------------------------------------------------------------- public API
+def _select(config: TrainConfig, images: np.ndarray, labels: np.ndarray
+            ) -> tuple[np.ndarray, np.ndarray]:
+    images = np.asarray(images)
+    if images.ndim != 3 or images.shape[1:] != (28, 28) or images.dtype != np.uint8:
+        raise ValueError(
+            f"images must be uint8 of shape (n, 28, 28), got {images.dtype} {images.shape}")
+    labels = as_labels(labels, "labels", n_classes=10, length=images.shape[0],
+                       allow_reject=False)
+    if config.n_train is not None:
+        if config.n_train > images.shape[0]:
+            raise ValueError(f"config {config.name!r} needs n_train={config.n_train} images,"
+                             f" got {images.shape[0]}")
+        images, labels = images[: config.n_train], labels[: config.n_train]
+    return images, labels
+
+
+def _check_budget(config: TrainConfig, metrics: dict) -> None:
+    budget = config.budget_minutes
+    metrics["budget_minutes"] = budget
+    metrics["within_budget"] = None if budget is None else metrics["train_seconds"] <= 60 * budget
+    if metrics["within_budget"] is False:
+        warnings.warn(f"training {config.name!r} took {metrics['train_seconds']:.0f} s, over its "
+                      f"budget of {budget} min", RuntimeWarning, stacklevel=3)
+
+
+def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
+          cache_dir: str | os.PathLike | None = None, progress: bool = False,
+          _stop_after_epochs: int | None = None) -> TrainedModel | None:
+    """Train ``config`` on ``images``/``labels`` (uint8 ``(n,28,28)``, all of MNIST-train
+    typically; the config's ``n_train`` selects a prefix), or load it from the cache.
+
+    A file already in the cache under the same key is loaded, never retrained. The new
+    model is saved there atomically. Torch runs checkpoint after every epoch and resume.
+    """
+    images, labels = _select(config, images, labels)
+    key = config_key(config, data_fingerprint(images, labels))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    path = _model_path(cache, config, key)
+    if path.exists():
+        return load_saved(path, expected_key=key)
+    if config.method in TORCH_METHODS:
+        require_torch()
+        ckpt = path.with_suffix(".partial.pt")
+        out = _train_torch(config, images, labels, checkpoint=ckpt, progress=progress,
+                           _stop_after_epochs=_stop_after_epochs)
+        if out is None:
+            return None
+        net, metrics = out
+        _check_budget(config, metrics)
+        payload = {"format": ZOO_FORMAT, "key": key, "config": config.to_dict(),
+                   "metrics": metrics, "state_dict": net.state_dict()}
+        _atomic_write(path, lambda p: torch.save(payload, p))
+        ckpt.unlink(missing_ok=True)
+        model: ModelAdapter = TorchModel(net, name=config.name)
+    else:
+        model, metrics, arrays = _train_numpy(config, images, labels)
+        _check_budget(config, metrics)
+        meta = json.dumps({"format": ZOO_FORMAT, "key": key, "config": config.to_dict(),
+                           "metrics": metrics})
+
+        def write(p: Path) -> None:
+            with open(p, "wb") as fh:
+                np.savez(fh, meta=np.array(meta), **arrays)
+
+        _atomic_write(path, write)
+    return TrainedModel(config, model, metrics, key, path, loaded_from_cache=False)
+
+
+def load_saved(path: str | os.PathLike, expected_key: str | None = None) -> TrainedModel:
+    """Load a model file written by :func:`train` (``.pt`` or ``.npz``), without pickle.
+
+    Raises
+    ------
+    ValueError
+        The file is not a zoo model, has another format version, or its key differs
+        from ``expected_key``; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"model file {path} does not exist")
+    try:
+        if path.suffix == ".pt":
+            require_torch()
+            blob = torch.load(path, map_location="cpu", weights_only=True)
+            meta = {k: blob[k] for k in ("format", "key", "config", "metrics")}
+        else:
+            with np.load(path, allow_pickle=False) as npz:
+                blob = {k: npz[k] for k in npz.files}
+            meta = json.loads(str(blob["meta"]))
+    except (KeyError, TypeError, OSError, json.JSONDecodeError, RuntimeError, ValueError) as exc:
+        raise ValueError(f"model file {path} is not a readable zoo model: {exc}") from exc
+    if meta["format"] != ZOO_FORMAT:
+        raise ValueError(f"model file {path} has format {meta['format']}, expected {ZOO_FORMAT}")
+    if expected_key is not None and meta["key"] != expected_key:
+        raise ValueError(f"model file {path} has key {meta['key']}, expected {expected_key}")
+    config = TrainConfig.from_dict(meta["config"], source=str(path))
+    model: ModelAdapter
+    if config.method in TORCH_METHODS:
+        net = build_architecture(config.arch, seed=config.seed)
+        net.load_state_dict(blob["state_dict"])
+        model = TorchModel(net, name=config.name)
+    elif config.method == "knn":
+        model = _knn_model(blob["train_images"], blob["train_labels"], config.k, config.name)
+    else:
+        model = LinearModel(blob["weight"], blob["bias"], name=config.name)
+    return TrainedModel(config, model, meta["metrics"], meta["key"], path, loaded_from_cache=True)
+
+
+def load_or_train(config: TrainConfig | str, *, data_dir: str | os.PathLike | None = None,
+                  cache_dir: str | os.PathLike | None = None, train_if_missing: bool = True,
+                  progress: bool = False) -> TrainedModel:
+    """The trained model for ``config`` (a :class:`TrainConfig` or registry name).
+
+    Loads MNIST-train with :func:`simulations.mnist.data.load_mnist` to compute the
+    key. With ``train_if_missing=False`` a cache miss raises ``FileNotFoundError``.
+    """
+    from simulations.mnist.data import load_mnist
+
+    if isinstance(config, str):
+        config = get_config(config)
+    images, labels = load_mnist("train", data_dir)
+    if not train_if_missing:
+        sel = _select(config, images, labels)
+        key = config_key(config, data_fingerprint(*sel))
+        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        path = _model_path(cache, config, key)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"model {config.name!r} is not trained (no {path}); train it first, e.g. with "
+                "train_if_missing=True / --train")
+        return load_saved(path, expected_key=key)
+    out = train(config, images, labels, cache_dir=cache_dir, progress=progress)
+    assert out is not None  # only _stop_after_epochs returns None
+    return out
+
+
+def estimate_train_seconds(config: TrainConfig, images: np.ndarray, labels: np.ndarray,
+                           n_steps: int = 3) -> float | None:
+    """Extrapolated wall-clock training time: time ``n_steps`` optimisation steps at the
+    full training radius (the costliest phase) and scale to the whole run.
+
+    Returns ``None`` for the numpy methods. Uses the current ``torch`` thread setting.
+    """
+    if config.method not in TORCH_METHODS:
+        return None
+    require_torch()
+    images, labels = _select(config, images, labels)
+    x_all, y_all = _torch_data(images[: config.batch_size * n_steps],
+                               labels[: config.batch_size * n_steps])
+    net = build_architecture(config.arch, seed=config.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    gen = torch.Generator().manual_seed(config.seed)
+    times = []
+    for i in range(n_steps + 1):  # the first step warms up and is not timed
+        sl = slice((i % n_steps) * config.batch_size, (i % n_steps + 1) * config.batch_size)
+        start = time.perf_counter()
+        loss, _ = _train_step(net, config, x_all[sl], y_all[sl], config.eps, gen)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        times.append(time.perf_counter() - start)
+    steps = math.ceil(images.shape[0] / config.batch_size) * config.epochs
+    return float(np.median(times[1:]) * steps)
