@@ -224,8 +224,8 @@ class ToyBase(ToyFamily):
 
     def ceiling_curve(self, eps: np.ndarray, norm: str) -> np.ndarray:
         """Exact ``P_D[r_O(x) > eps]`` on a 1-D grid of radii."""
-        norm = self.check_norm(norm, self.ceiling_norms, "exact ceiling curve (use "
-                               "ceiling_estimate for a Monte Carlo estimate)")
+        norm = self.check_norm(norm, self.ceiling_norms, "exact ceiling curve (estimate it "
+                               "by sampling: ceiling_estimate, or --estimate N in the CLI)")
         return np.clip(self._ceiling(check_eps_grid(eps), norm), 0.0, 1.0)
 
     def ceiling_estimate(self, eps: float, norm: str, n: int = 10_000,
