@@ -232,7 +232,7 @@ def project_ball(X0: np.ndarray, X: np.ndarray, norm: str, eps: float,
     inside the ball for ``linf`` (a box) and shrinks the move otherwise.
     """
     norm = _check_train_norm(norm)
-    eps = check_eps(eps)
+    eps = check_eps(eps, allow_inf=True)
     delta = X - X0
     if norm == "linf":
         delta = np.clip(delta, -eps, eps)

@@ -1,0 +1,112 @@
+"""Attack-based search for sensitivity and invariance examples of a non-linear model.
+
+When neither the classifier nor the oracle has a closed form, the masks of
+:func:`theory.robust_accuracy.robustness_report` are computed over a finite candidate set
+built by two attacks:
+
+* a **sensitivity attack**: PGD on the model's log-loss at the oracle label (and, to test
+  whether ``f`` is constant on the ball, at its own prediction), with random restarts;
+* an **invariance attack** (model-free): move ``x`` towards its ``k`` nearest inputs of
+  another oracle class in a labelled pool, stopping at several fractions of the way and
+  projecting into the eps-ball -- the same "move towards an aligned other-class
+  neighbour within eps" step as the MNIST l-inf invariance attack.
+
+The toy oracle labels every candidate, so a candidate is an example exactly when
+:mod:`theory.examples` says so. The search can miss examples: each robust share is an
+estimate of an **upper bound** (``Quantity`` kind ``"estimate"``, method saying so).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sklearn.neighbors import NearestNeighbors
+from sklearn.neural_network import MLPClassifier
+
+from simulations.toy.training import pgd_attack, project_ball
+from theory._validation import as_batch, as_labels, check_eps
+from theory.distances import LpDistance
+from theory.robust_accuracy import RobustnessReport, robustness_report
+
+__all__ = ["invariance_candidates", "sensitivity_candidates", "attack_report"]
+
+#: Fractions of the way to the other-class neighbour tried by the invariance attack.
+FRACTIONS = (0.25, 0.5, 0.75, 1.0)
+
+
+def invariance_candidates(X: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_y: np.ndarray,
+                          *, norm: str, eps: float, k: int = 5,
+                          fractions: tuple[float, ...] = FRACTIONS,
+                          clip: tuple[float, float] | None = None) -> np.ndarray:
+    """Move each ``x`` towards its ``k`` nearest pool inputs of another class, within eps.
+
+    For each neighbour ``x_t`` and fraction ``a``, the candidate is the projection of
+    ``x + a (x_t - x)`` onto ``B_p(x, eps)`` (and the box ``clip``). Neighbours are found
+    under ``norm`` (l2 for l0/l1 searches). Returns an array of shape
+    ``(n * k * len(fractions), d)`` (fewer rows when a class has fewer than ``k`` members).
+    """
+    eps = check_eps(eps, allow_inf=True)  # inf: keep the points on the segments
+    X = as_batch(X, "X")
+    pool = as_batch(pool, "pool", n_features=X.shape[1])
+    y = as_labels(y, "y", length=X.shape[0])
+    pool_y = as_labels(pool_y, "pool_y", length=pool.shape[0])
+    metric = {"linf": "chebyshev", "l1": "manhattan"}.get(norm, "euclidean")
+    out = []
+    for cls in np.unique(y):
+        rows = np.flatnonzero(y == cls)
+        others = pool[(pool_y != cls) & (pool_y >= 0)]
+        if others.shape[0] == 0:
+            continue
+        kk = min(k, others.shape[0])
+        nn = NearestNeighbors(n_neighbors=kk, metric=metric).fit(others)
+        _, idx = nn.kneighbors(X[rows])
+        src = np.repeat(X[rows], kk, axis=0)
+        tgt = others[idx.reshape(-1)]
+        for a in fractions:
+            out.append(project_ball(src, src + a * (tgt - src), norm, eps, clip))
+    return np.concatenate(out, axis=0) if out else np.empty((0, X.shape[1]))
+
+
+def sensitivity_candidates(model: MLPClassifier, X: np.ndarray, y: np.ndarray, *, norm: str,
+                           eps: float, steps: int = 20, restarts: int = 2,
+                           clip: tuple[float, float] | None = None,
+                           seed: int = 0) -> np.ndarray:
+    """PGD iterates against ``model`` at the labels ``y`` and at its own predictions.
+
+    ``restarts`` random starts per label set plus one start at ``x``; shape
+    ``((2 * (restarts + 1)) * n, d)``.
+    """
+    X = as_batch(X, "X")
+    rng = np.random.default_rng(seed)
+    pred = model.predict(X)
+    out = []
+    for labels in (y, pred):
+        for r in range(restarts + 1):
+            out.append(pgd_attack(model, X, labels, norm=norm, eps=eps, steps=steps,
+                                  random_start=r > 0, clip=clip, seed=rng))
+    return np.concatenate(out, axis=0)
+
+
+def attack_report(model: MLPClassifier, X: np.ndarray, oracle: Any, *, norm: str, eps: float,
+                  pool: np.ndarray, pool_y: np.ndarray, k: int = 5, steps: int = 20,
+                  restarts: int = 2, clip: tuple[float, float] | None = None,
+                  seed: int = 0) -> RobustnessReport:
+    """The masks of :func:`~theory.robust_accuracy.robustness_report` over attack candidates.
+
+    The candidate set is the union of :func:`sensitivity_candidates`,
+    :func:`invariance_candidates` and ``X`` itself; every candidate is checked against
+    every input (a candidate built for one input may be an example for another).
+    """
+    eps = check_eps(eps)
+    X = as_batch(X, "X")
+    y = oracle(X)
+    cands = [X]
+    if eps > 0:
+        cands.append(sensitivity_candidates(model, X, np.maximum(y, 0), norm=norm, eps=eps,
+                                            steps=steps, restarts=restarts, clip=clip,
+                                            seed=seed))
+        cands.append(invariance_candidates(X, y, pool, pool_y, norm=norm, eps=eps, k=k,
+                                           clip=clip))
+    return robustness_report(X, oracle, model, LpDistance(norm), eps,
+                             np.concatenate(cands, axis=0), exhaustive=False)
