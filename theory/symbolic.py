@@ -11,7 +11,7 @@ Examples
 --------
 >>> form = overly_robust_ceiling()
 >>> form.expr
-Piecewise((1, a >= eps), (-(b - eps)/(a - b), b > eps), (0, True))
+Piecewise((1, a >= eps), ((b - eps)/(-a + b), b > eps), (0, True))
 >>> float(form(0.4, 0.2, 0.6))
 0.5
 """
