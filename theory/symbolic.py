@@ -10,10 +10,10 @@ Monte Carlo, and ``proofs/checks_closed_forms.py`` re-derives several of them
 Examples
 --------
 >>> form = overly_robust_ceiling()
->>> form.expr
-Piecewise((1, a >= eps), ((b - eps)/(-a + b), b > eps), (0, True))
->>> float(form(0.4, 0.2, 0.6))
-0.5
+>>> form.args
+(eps, a, b)
+>>> form(np.array([0.1, 0.4, 0.7]), 0.2, 0.6).round(12).tolist()
+[1.0, 0.5, 0.0]
 """
 
 from __future__ import annotations
