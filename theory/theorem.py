@@ -150,7 +150,7 @@ def check_metric_axioms(
             asym = np.abs(v - d[b, a]) > atol * (1 + np.abs(v))
             _record(counts, examples, "symmetry", np.argwhere(asym))
             distinct = np.any(pts[a] != pts[b], axis=1)
-            _record(counts, examples, "separation", np.argwhere(distinct & (v <= atol)))
+            _record(counts, examples, "separation", np.argwhere(distinct & (v == 0)))
     for a, b, c in itertools.permutations("xyz"):
         v = d[a, c]
         bad = v > d[a, b] + d[b, c] + atol * (1 + np.abs(v))
@@ -185,7 +185,7 @@ def check_metric_axioms_exhaustive(
     _record(counts, examples, "non_negativity", np.argwhere(D < 0))
     _record(counts, examples, "identity", np.argwhere(np.abs(np.diag(D)) > atol))
     off = ~np.eye(D.shape[0], dtype=bool)
-    _record(counts, examples, "separation", np.argwhere(off & (D <= atol)))
+    _record(counts, examples, "separation", np.argwhere(off & (D == 0)))
     asym = np.triu(np.abs(D - D.T) > atol * (1 + np.abs(D)), 1)
     _record(counts, examples, "symmetry", np.argwhere(asym))
     tol = atol * (1 + np.abs(D))
