@@ -252,7 +252,7 @@ class LinearModel:
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Class scores ``W x + b``, shape ``(n, n_classes)``, float64."""
         x = as_images(x, allow_empty=True)
-        return x.reshape(x.shape[0], -1).astype(np.float64) @ self.weight.T + self.bias
+        return x.reshape(x.shape[0], N_PIXELS).astype(np.float64) @ self.weight.T + self.bias
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.argmax(self.logits(x), axis=1).astype(np.int64)
@@ -363,8 +363,8 @@ def as_model(obj: object, n_classes: int = 10, name: str | None = None) -> Model
         return obj  # type: ignore[return-value]
     if callable(getattr(obj, "predict", None)):
         est = obj
-        return NumpyModel(lambda x: est.predict(x.reshape(x.shape[0], -1)), n_classes=n_classes,
-                          name=name or type(obj).__name__)
+        return NumpyModel(lambda x: est.predict(x.reshape(x.shape[0], N_PIXELS)),
+                          n_classes=n_classes, name=name or type(obj).__name__)
     if callable(obj):
         return NumpyModel(obj, n_classes=n_classes, name=name or getattr(obj, "__name__", "fn"))
     raise TypeError(

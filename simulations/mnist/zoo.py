@@ -198,11 +198,11 @@ CONFIGS: dict[str, TrainConfig] = {
               warmup_fraction=0.5, ramp_fraction=0.5),
         _tiny("tiny-ibp", "ibp", eps=0.4, warmup_fraction=0.5, ramp_fraction=0.5,
               kappa_final=0.5),
-        TrainConfig("tiny-logreg", "logreg", n_train=500, l2=1e-3, max_iter=100,
+        TrainConfig("tiny-logreg", "logreg", n_train=800, l2=1e-3, max_iter=50,
                     budget_minutes=0.5),
-        TrainConfig("tiny-robust-linear", "robust_linear", n_train=500, eps=0.1, l2=1e-3,
-                    max_iter=100, budget_minutes=0.5),
-        TrainConfig("tiny-knn", "knn", n_train=500, k=3, budget_minutes=0.1),
+        TrainConfig("tiny-robust-linear", "robust_linear", n_train=800, eps=0.1, l2=1e-3,
+                    max_iter=50, budget_minutes=0.5),
+        TrainConfig("tiny-knn", "knn", n_train=800, k=3, budget_minutes=0.1),
         TrainConfig("undefended", "standard", arch="small_cnn", epochs=6, lr=1e-3,
                     lr_decay_epochs=(4,), budget_minutes=10),
         TrainConfig("pgd-0.3", "pgd", arch="small_cnn", epochs=8, lr=1e-3,
@@ -495,7 +495,7 @@ def _knn_model(train_images: np.ndarray, train_labels: np.ndarray, k: int,
 
     knn = KNeighborsClassifier(n_neighbors=k, algorithm="brute")
     knn.fit(_flat_unit(train_images).astype(np.float32), train_labels.astype(np.int64))
-    return NumpyModel(lambda x: knn.predict(x.reshape(x.shape[0], -1)), name=name)
+    return NumpyModel(lambda x: knn.predict(x.reshape(x.shape[0], N_PIXELS)), name=name)
 
 
 def _train_numpy(config: TrainConfig, images: np.ndarray, labels: np.ndarray
