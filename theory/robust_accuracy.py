@@ -22,6 +22,7 @@ an **upper bound** (over a weighted finite support) or an estimate of one (from 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,26 +173,17 @@ def robustness_report(
     )
 
 
-def _share_function(mask: str, doc: str):  # noqa: ANN202 - builds the public functions
-    def share(
-        X: Any,
-        oracle: Any,
-        f: Any,
-        distance: Distance,
-        eps: float,
-        candidates: Any,
-        weights: Any = None,
-        *,
-        exhaustive: bool | None = None,
-        confidence: float = 0.95,
-    ) -> Quantity:
-        return robustness_report(
-            X, oracle, f, distance, eps, candidates, weights,
-            exhaustive=exhaustive, confidence=confidence,
-        ).share(mask)
+def _share_function(mask: str, summary: str, example: str = ""):  # noqa: ANN202
+    """Build the public accuracy function for one mask of :class:`RobustnessReport`."""
 
+    def share(*args: Any, **kwargs: Any) -> Quantity:
+        return robustness_report(*args, **kwargs).share(mask)
+
+    # Same parameters as robustness_report, returning a Quantity.
+    share.__signature__ = inspect.signature(robustness_report).replace(  # type: ignore[attr-defined]
+        return_annotation=Quantity)
     share.__name__ = share.__qualname__ = f"{mask}_accuracy"
-    share.__doc__ = doc + """
+    share.__doc__ = summary + """
 
     Parameters are those of :func:`robustness_report`.
 
@@ -201,15 +193,15 @@ def _share_function(mask: str, doc: str):  # noqa: ANN202 - builds the public fu
         Exact over a weighted finite support searched exhaustively; an upper bound
         when the candidate search may miss examples; a Clopper-Pearson estimate (of
         the share, or of an upper bound on it) for i.i.d. samples.
-    """
+    """ + example
     return share
 
 
 real_robust_accuracy = _share_function(
     "real_robust",
     """Real robust accuracy: D-share of ``x`` with ``f(x) == O(x)`` and neither a
-    sensitivity nor an invariance example of ``f`` within ``eps``.
-
+    sensitivity nor an invariance example of ``f`` within ``eps``.""",
+    """
     Examples
     --------
     >>> from theory.oracles import TableOracle
@@ -219,7 +211,8 @@ real_robust_accuracy = _share_function(
     >>> zero = lambda X: np.zeros(len(X), dtype=int)
     >>> q = real_robust_accuracy(pts, O, zero, LpDistance(1), 1.0, pts, [0.25] * 4)
     >>> q.value, q.kind
-    (0.25, 'exact')""",
+    (0.25, 'exact')
+    """,
 )
 sensitivity_robust_accuracy = _share_function(
     "sensitivity_robust",
