@@ -12,6 +12,38 @@ from theory.distances import (
 )
 from theory.oracles import REJECT, FunctionOracle, Oracle, TableOracle, is_reject, predict
 from theory.results import Quantity
+from theory.examples import (
+    ExampleSearch,
+    find_examples,
+    is_invariance_example,
+    is_sensitivity_example,
+)
+from theory.margins import (
+    Margins,
+    ceiling_from_margins,
+    good_radius_from_margins,
+    is_good,
+    oracle_margin,
+)
+from theory.robust_accuracy import (
+    RobustnessReport,
+    invariance_robust_accuracy,
+    real_robust_accuracy,
+    robustness_report,
+    sensitivity_robust_accuracy,
+    standard_robust_accuracy,
+)
+from theory.theorem import (
+    NearestNeighbourRule,
+    check_good_at,
+    check_metric_axioms,
+    check_metric_axioms_exhaustive,
+    check_nn_direction,
+    covering_radius,
+    nearest_neighbour_rule,
+    tradeoff_lemma,
+    verify_lemma_case,
+)
 
 __all__ = [
     "REJECT",
@@ -29,4 +61,28 @@ __all__ = [
     "ClassifierInducedDistance",
     "cyclic_shifts",
     "get_distance",
+    "ExampleSearch",
+    "find_examples",
+    "is_sensitivity_example",
+    "is_invariance_example",
+    "Margins",
+    "oracle_margin",
+    "good_radius_from_margins",
+    "is_good",
+    "ceiling_from_margins",
+    "RobustnessReport",
+    "robustness_report",
+    "real_robust_accuracy",
+    "sensitivity_robust_accuracy",
+    "invariance_robust_accuracy",
+    "standard_robust_accuracy",
+    "tradeoff_lemma",
+    "verify_lemma_case",
+    "check_good_at",
+    "covering_radius",
+    "NearestNeighbourRule",
+    "nearest_neighbour_rule",
+    "check_nn_direction",
+    "check_metric_axioms",
+    "check_metric_axioms_exhaustive",
 ]
