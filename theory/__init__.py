@@ -10,8 +10,6 @@ from theory.distances import (
     cyclic_shifts,
     get_distance,
 )
-from theory.oracles import REJECT, FunctionOracle, Oracle, TableOracle, is_reject, predict
-from theory.results import Quantity
 from theory.examples import (
     ExampleSearch,
     find_examples,
@@ -25,6 +23,8 @@ from theory.margins import (
     is_good,
     oracle_margin,
 )
+from theory.oracles import REJECT, FunctionOracle, Oracle, TableOracle, is_reject, predict
+from theory.results import Quantity
 from theory.robust_accuracy import (
     RobustnessReport,
     invariance_robust_accuracy,
