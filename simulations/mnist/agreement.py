@@ -50,6 +50,7 @@ __all__ = [
     "evaluate_set",
     "robustness_report",
     "evaluate_models",
+    "summary_table",
 ]
 
 #: Added to each certification radius so float rounding of a stored example can never
@@ -300,3 +301,32 @@ def _jsonable(obj: Any) -> Any:
         return obj.item()
     return obj
 
+
+
+def _fmt(q: dict | None) -> str:
+    return "-" if q is None else f"{q['value']:.3f}"
+
+
+def summary_table(result: dict) -> str:
+    """Plain-text table of an :func:`evaluate_models` result, one row per model and set.
+
+    Columns: agreement overall / on label-changed / on unchanged examples, the
+    provably-wrong count over the number of label-changed examples, the ceiling, and on
+    the sources at the set's radius clean, PGD and certified robust accuracy.
+    """
+    head = (f"{'model':20s} {'set':22s} {'agree':>6s} {'chg':>6s} {'unchg':>6s} "
+            f"{'prov.wrong':>10s} {'ceiling':>7s} {'clean':>6s} {'PGD':>6s} {'cert':>6s}")
+    lines = [head, "-" * len(head)]
+    for mname, entry in result["models"].items():
+        for sname, r in entry["published"].items():
+            pw = r["provably_wrong"]
+            wrong = "-" if pw is None else f"{int(pw['value'])}/{r['n_label_changed']}"
+            sens = r["sensitivity_on_sources"] or {}
+            lines.append(
+                f"{mname[:20]:20s} {sname[:22]:22s} {_fmt(r['agreement']):>6s} "
+                f"{_fmt(r['agreement_label_changed']):>6s} {_fmt(r['agreement_unchanged']):>6s} "
+                f"{wrong:>10s} {_fmt(r['ceiling']):>7s} {_fmt(sens.get('clean_accuracy')):>6s} "
+                f"{_fmt(sens.get('pgd_robust_accuracy')):>6s} "
+                f"{_fmt(sens.get('certified_robust_accuracy')):>6s}"
+            )
+    return "\n".join(lines)
