@@ -16,6 +16,7 @@ from collections.abc import Sequence
 # optional dependency (e.g. torch) only affects its own subcommand.
 SUBCOMMANDS: list[str] = [
     "simulations.cli_theory",
+    "simulations.toy.cli",
     "simulations.mnist.cli",
 ]
 

@@ -41,7 +41,6 @@ STYLE: dict[str, object] = {
     "lines.markersize": 4,
     "axes.spines.top": False,
     "axes.spines.right": False,
-    "savefig.bbox": "tight",
     "pdf.fonttype": 42,
     "svg.hashsalt": "invariance-tradeoffs",
 }
@@ -61,19 +60,19 @@ LABELS = {
     "sensitivity_robust": "sensitivity-robust acc.",
     "invariance_robust": "invariance-robust acc.",
     "real_robust": "real robust acc.",
-    "standard_robust": "lp-robust acc. (f constant on ball)",
+    "standard_robust": "lp-robust acc. (f const. on ball)",
     "robust_and_real": "lp-robust and no invariance ex.",
     "ceiling": "ceiling P[r_O > eps] (exact)",
 }
 NORM_UNITS = {
-    "l0": "pixels changed",
+    "l0": "coordinates changed",
     "l1": "l1 distance",
     "l2": "l2 distance",
     "linf": "l-inf distance",
 }
 
 
-def save_figure(fig: plt.Figure, stem: str | Path, dpi: int = 150) -> list[Path]:
+def save_figure(fig: plt.Figure, stem: str | Path, dpi: int = 110) -> list[Path]:
     """Write ``fig`` to ``stem.png`` and ``stem.pdf`` deterministically and close it.
 
     Returns the two paths. The PDF carries no creation date, so the same data and seed
@@ -94,7 +93,7 @@ def _figure(nrows: int, ncols: int, width: float = 7.0, height_per_row: float = 
             **kw: object) -> tuple[plt.Figure, np.ndarray]:
     with plt.rc_context(STYLE):
         fig, axes = plt.subplots(nrows, ncols, figsize=(width, max(1.6, height_per_row * nrows)),
-                                 squeeze=False, **kw)
+                                 squeeze=False, layout="constrained", **kw)
     for ax in axes.ravel():
         ax.spines["top"].set_visible(False)
         ax.spines["right"].set_visible(False)
@@ -161,16 +160,20 @@ def plot_good_radii(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
     return save_figure(fig, stem)
 
 
-def plot_ceiling_curves(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
+def plot_ceiling_curves(rows: Sequence[Mapping], stem: str | Path,
+                        curves: Mapping[tuple[str, str], tuple[np.ndarray, np.ndarray]]
+                        | None = None) -> list[Path]:
     """Ceiling P_D[r_O(x) > eps]: exact lines, Monte Carlo points with 95% intervals.
 
     ``rows`` need ``family``, ``norm``, ``eps``, ``exact``, ``mc``, ``mc_low``,
-    ``mc_high``. Families are rows of the grid, norms are columns.
+    ``mc_high``. Families are rows of the grid, norms are columns. ``curves`` maps
+    ``(family, norm)`` to a fine grid ``(eps, exact)`` drawn instead of joining the
+    table's exact values.
     """
     _require(rows, ["family", "norm", "eps", "exact", "mc", "mc_low", "mc_high"],
              "plot_ceiling_curves")
     families, norms = _unique(rows, "family"), _unique(rows, "norm")
-    fig, axes = _figure(len(families), len(norms), height_per_row=1.35)
+    fig, axes = _figure(len(families), len(norms), height_per_row=1.25)
     for i, fam in enumerate(families):
         for j, norm in enumerate(norms):
             ax = axes[i, j]
@@ -179,7 +182,10 @@ def plot_ceiling_curves(rows: Sequence[Mapping], stem: str | Path) -> list[Path]
                 ax.axis("off")
                 continue
             eps = np.array([_num(r["eps"]) for r in sub])
-            ax.plot(eps, [_num(r["exact"]) for r in sub], "-", color="k", label="exact")
+            if curves is not None and (fam, norm) in curves:
+                ax.plot(*curves[fam, norm], "-", color="k", label="exact")
+            else:
+                ax.plot(eps, [_num(r["exact"]) for r in sub], "-", color="k", label="exact")
             mc = np.array([_num(r["mc"]) for r in sub])
             lo = mc - np.array([_num(r["mc_low"]) for r in sub])
             hi = np.array([_num(r["mc_high"]) for r in sub]) - mc
@@ -191,10 +197,11 @@ def plot_ceiling_curves(rows: Sequence[Mapping], stem: str | Path) -> list[Path]
             if j == 0:
                 ax.set_ylabel(f"{fam}\nP[r_O > eps]")
             ax.set_xlabel(f"eps ({NORM_UNITS.get(norm, norm)})", labelpad=1)
-    axes[0, 0].legend(loc="lower left", frameon=False)
-    fig.suptitle("Ceiling on lp-robust accuracy free of invariance examples")
-    fig.tight_layout()
-    return save_figure(fig, stem)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+    fig.suptitle("Ceiling P_D[r_O(x) > eps] on lp-robust accuracy free of invariance "
+                 "examples (no exact line: no closed form)")
+    return save_figure(fig, stem, dpi=100)
 
 
 def plot_tradeoff_curves(rows: Sequence[Mapping], stem: str | Path,
@@ -233,15 +240,14 @@ def plot_tradeoff_curves(rows: Sequence[Mapping], stem: str | Path,
             ax.annotate("eps*", (g, 0.02), xytext=(2, 0), textcoords="offset points",
                         fontsize=7, color="0.3")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"{fam}: {model}")
-        ax.set_xlabel(f"training = test radius eps ({NORM_UNITS.get(norm, norm)})")
+        how = "attack" if str(sub[0].get("method", "")).startswith("attack") else "exact"
+        ax.set_title(f"{fam}: {model} ({how})")
+        ax.set_xlabel(f"train = test radius eps ({norm})")
         ax.set_ylabel("share of test inputs")
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     handles, labels = axes.ravel()[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=3, frameon=False,
-               bbox_to_anchor=(0.5, -0.01))
-    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, frameon=False)
     return save_figure(fig, stem)
 
 
@@ -292,7 +298,7 @@ def plot_overly_robust(X: np.ndarray, y: np.ndarray, oracle_line: tuple[np.ndarr
     ax.set_xlabel(feature_names[0])
     ax.set_ylabel(feature_names[1])
     ax.legend(loc="upper left", frameon=True, framealpha=0.8, fontsize=6)
-    ax.set_title("data, oracle and robust-trained boundaries")
+    ax.set_title("(a) data, oracle and robust-trained boundaries")
 
     ax = axes[0, 1]
     rows = sorted(weight_rows, key=lambda r: _num(r["eps"]))
@@ -308,9 +314,9 @@ def plot_overly_robust(X: np.ndarray, y: np.ndarray, oracle_line: tuple[np.ndarr
     ax.set_ylim(-0.03, 1.03)
     ax.set_xlabel("training = test radius eps")
     ax.set_ylabel("weight share / share of inputs")
-    ax.legend(loc="center right", frameon=False, fontsize=6)
-    ax.set_title("robust training moves weight to the ignored feature")
-    fig.tight_layout()
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False,
+              fontsize=6)
+    ax.set_title("(b) weight moves to the ignored feature")
     return save_figure(fig, stem)
 
 
@@ -353,7 +359,6 @@ def plot_finite_domain(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
     axes[0, 0].legend(loc="upper left", frameon=False)
-    fig.tight_layout()
     return save_figure(fig, stem)
 
 
@@ -388,7 +393,6 @@ def plot_image_grid(sources: np.ndarray, examples: np.ndarray, captions: Sequenc
             ax.set_title(lab, fontsize=6, pad=2)
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return save_figure(fig, stem)
 
 
@@ -401,22 +405,25 @@ def plot_norm_alignment(rows: Sequence[Mapping], stem: str | Path) -> list[Path]
     _require(rows, ["family", "distance", "aligned", "covered", "nn_accuracy"],
              "plot_norm_alignment")
     families = _unique(rows, "family")
-    fig, axes = _figure(1, len(families), height_per_row=2.6, sharey=False)
-    for ax, fam in zip(axes[0], families, strict=True):
+    ncols = min(3, len(families))
+    nrows = int(np.ceil(len(families) / ncols))
+    fig, axes = _figure(nrows, ncols, height_per_row=2.1)
+    for ax, fam in zip(axes.ravel(), families, strict=False):
         sub = _select(rows, family=fam)
         names = [str(r["distance"]) for r in sub]
         acc = [_num(r["nn_accuracy"]) for r in sub]
         good = [bool(r["aligned"]) and bool(r["covered"]) for r in sub]
         for i, (a, g) in enumerate(zip(acc, good, strict=True)):
             ax.plot(a, i, "o" if g else "x", color="C2" if g else "C3", ms=5)
-        ax.set_yticks(range(len(names)), names)
+        ax.set_yticks(range(len(names)), names, fontsize=6)
         ax.set_xlim(min(0.4, min(acc) - 0.05), 1.02)
         ax.axvline(1.0, color="0.7", lw=0.8)
         ax.invert_yaxis()
         ax.set_xlabel("accuracy of the 1-NN rule")
         ax.set_title(fam)
+    for ax in axes.ravel()[len(families):]:
+        ax.axis("off")
     axes[0, 0].plot([], [], "o", color="C2", label="aligned and covered")
     axes[0, 0].plot([], [], "x", color="C3", label="not aligned or not covered")
     axes[0, 0].legend(loc="lower left", frameon=False, fontsize=6)
-    fig.tight_layout()
     return save_figure(fig, stem)

@@ -9,7 +9,10 @@ built by two attacks:
 * an **invariance attack** (model-free): move ``x`` towards its ``k`` nearest inputs of
   another oracle class in a labelled pool, stopping at several fractions of the way and
   projecting into the eps-ball -- the same "move towards an aligned other-class
-  neighbour within eps" step as the MNIST l-inf invariance attack.
+  neighbour within eps" step as the MNIST l-inf invariance attack;
+* **ball probes** (model- and oracle-free): moves along each coordinate axis and random
+  points on the ball's boundary, which find the examples that neither attack aims at
+  (e.g. a change of the one feature the oracle reads, away from all data).
 
 The toy oracle labels every candidate, so a candidate is an example exactly when
 :mod:`theory.examples` says so. The search can miss examples: each robust share is an
@@ -21,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+from scipy.spatial.distance import cdist
 from sklearn.neural_network import MLPClassifier
 
 from simulations.toy.training import pgd_attack, project_ball
@@ -29,7 +32,7 @@ from theory._validation import as_batch, as_labels, check_eps
 from theory.distances import LpDistance
 from theory.robust_accuracy import RobustnessReport, robustness_report
 
-__all__ = ["invariance_candidates", "sensitivity_candidates", "attack_report"]
+__all__ = ["invariance_candidates", "ball_probes", "sensitivity_candidates", "attack_report"]
 
 #: Fractions of the way to the other-class neighbour tried by the invariance attack.
 FRACTIONS = (0.25, 0.5, 0.75, 1.0)
@@ -51,7 +54,7 @@ def invariance_candidates(X: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_y
     pool = as_batch(pool, "pool", n_features=X.shape[1])
     y = as_labels(y, "y", length=X.shape[0])
     pool_y = as_labels(pool_y, "pool_y", length=pool.shape[0])
-    metric = {"linf": "chebyshev", "l1": "manhattan"}.get(norm, "euclidean")
+    metric = {"linf": "chebyshev", "l1": "cityblock"}.get(norm, "sqeuclidean")
     out = []
     for cls in np.unique(y):
         rows = np.flatnonzero(y == cls)
@@ -59,13 +62,43 @@ def invariance_candidates(X: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_y
         if others.shape[0] == 0:
             continue
         kk = min(k, others.shape[0])
-        nn = NearestNeighbors(n_neighbors=kk, metric=metric).fit(others)
-        _, idx = nn.kneighbors(X[rows])
+        dist = cdist(X[rows], others, metric)
+        idx = np.argsort(dist, axis=1, kind="stable")[:, :kk]
         src = np.repeat(X[rows], kk, axis=0)
         tgt = others[idx.reshape(-1)]
         for a in fractions:
             out.append(project_ball(src, src + a * (tgt - src), norm, eps, clip))
     return np.concatenate(out, axis=0) if out else np.empty((0, X.shape[1]))
+
+
+def ball_probes(X: np.ndarray, *, norm: str, eps: float, n_random: int = 16,
+                fractions: tuple[float, ...] = (0.5, 1.0),
+                clip: tuple[float, float] | None = None, seed: int = 0) -> np.ndarray:
+    """Axis moves ``x ± a eps e_i`` and ``n_random`` random points of the ball's boundary.
+
+    Random boundary points are sign vectors times eps (l-inf corners), Gaussian
+    directions scaled to eps (l2) or signed axis moves (l1). Shape
+    ``(n * (2 d len(fractions) + n_random), d)``.
+    """
+    eps = check_eps(eps)
+    X = as_batch(X, "X")
+    n, d = X.shape
+    rng = np.random.default_rng(seed)
+    eye = np.eye(d)
+    axis = np.concatenate([s * a * eps * eye for a in fractions for s in (1.0, -1.0)])
+    out = [(X[:, None, :] + axis[None, :, :]).reshape(-1, d)]
+    if n_random > 0:
+        if norm == "linf":
+            delta = eps * rng.choice([-1.0, 1.0], size=(n, n_random, d))
+        elif norm == "l2":
+            g = rng.standard_normal((n, n_random, d))
+            delta = eps * g / np.linalg.norm(g, axis=2, keepdims=True)
+        else:
+            idx = rng.integers(0, d, size=(n, n_random))
+            delta = eps * eye[idx] * rng.choice([-1.0, 1.0], size=(n, n_random, 1))
+        out.append((X[:, None, :] + delta).reshape(-1, d))
+    cand = np.concatenate(out)
+    return np.clip(cand, *clip) if clip is not None else cand
 
 
 def sensitivity_candidates(model: MLPClassifier, X: np.ndarray, y: np.ndarray, *, norm: str,
@@ -95,8 +128,9 @@ def attack_report(model: MLPClassifier, X: np.ndarray, oracle: Any, *, norm: str
     """The masks of :func:`~theory.robust_accuracy.robustness_report` over attack candidates.
 
     The candidate set is the union of :func:`sensitivity_candidates`,
-    :func:`invariance_candidates` and ``X`` itself; every candidate is checked against
-    every input (a candidate built for one input may be an example for another).
+    :func:`invariance_candidates`, :func:`ball_probes` and ``X`` itself; every candidate
+    is checked against every input (a candidate built for one input may be an example
+    for another).
     """
     eps = check_eps(eps)
     X = as_batch(X, "X")
@@ -108,5 +142,6 @@ def attack_report(model: MLPClassifier, X: np.ndarray, oracle: Any, *, norm: str
                                             seed=seed))
         cands.append(invariance_candidates(X, y, pool, pool_y, norm=norm, eps=eps, k=k,
                                            clip=clip))
+        cands.append(ball_probes(X, norm=norm, eps=eps, clip=clip, seed=seed))
     return robustness_report(X, oracle, model, LpDistance(norm), eps,
                              np.concatenate(cands, axis=0), exhaustive=False)

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.neighbors import NearestNeighbors
+from scipy.spatial.distance import cdist
 
 from theory._validation import as_batch, as_labels, check_eps
 from theory.oracles import REJECT, predict
@@ -55,9 +55,8 @@ def other_class_neighbours(sources: np.ndarray, source_labels: np.ndarray, pool:
         cand = np.flatnonzero((pool_labels != cls) & (pool_labels != REJECT))
         if cand.size == 0:
             raise ValueError(f"pool has no image of a class other than {cls}")
-        nn = NearestNeighbors(n_neighbors=1).fit(pool[cand])
-        _, idx = nn.kneighbors(sources[rows])
-        out[rows] = cand[idx[:, 0]]
+        dist = cdist(sources[rows], pool[cand], "sqeuclidean")
+        out[rows] = cand[np.argmin(dist, axis=1)]
     return out
 
 

@@ -72,6 +72,7 @@ def _atomic_write(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", newline="") as fh:
             fh.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; tables are ordinary output files
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
