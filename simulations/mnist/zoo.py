@@ -662,7 +662,7 @@ def load_or_train(config: TrainConfig | str, *, data_dir: str | os.PathLike | No
         if not path.exists():
             raise FileNotFoundError(
                 f"model {config.name!r} is not trained (no {path}); train it first, e.g. with "
-                "train_if_missing=True / --train")
+                "train_if_missing=True (command line: --train)")
         return load_saved(path, expected_key=key)
     out = train(config, images, labels, cache_dir=cache_dir, progress=progress)
     assert out is not None  # only _stop_after_epochs returns None
