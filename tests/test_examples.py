@@ -150,6 +150,13 @@ def test_in_ball_boundary():
     assert in_ball(np.sqrt(2.0) ** 2, 2.0)
     assert not in_ball(2.0 + 1e-9, 2.0)
     assert in_ball(np.array([1.0, 3.0]), np.array([1.0, 2.0])).tolist() == [True, False]
+    assert not in_ball(np.inf, 5.0)
+    with pytest.raises(ValueError, match="dist contains NaN"):
+        in_ball(np.nan, 1.0)
+    with pytest.raises(ValueError, match="eps must be finite and >= 0"):
+        in_ball(1.0, -1.0)
+    with pytest.raises(ValueError, match="eps must be finite and >= 0"):
+        in_ball(1.0, np.inf)
 
 
 # --------------------------------------------------------------------------- robust accuracy

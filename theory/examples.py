@@ -58,8 +58,13 @@ def in_ball(dist: Any, eps: Any) -> np.ndarray:
     >>> in_ball(np.array([0.5, 1.0, 1.0 + 1e-15, 1.1]), 1.0).tolist()
     [True, True, True, False]
     """
+    dist = np.asarray(dist, dtype=float)
     eps = np.asarray(eps, dtype=float)
-    return np.asarray(dist, dtype=float) <= eps + BALL_RTOL * np.maximum(1.0, eps)
+    if np.any(np.isnan(dist)):
+        raise ValueError("dist contains NaN")
+    if np.any(~np.isfinite(eps)) or np.any(eps < 0):
+        raise ValueError("eps must be finite and >= 0")
+    return dist <= eps + BALL_RTOL * np.maximum(1.0, eps)
 
 
 def check_oracle(oracle: Any) -> Any:
@@ -290,7 +295,8 @@ def find_examples(
     The search is exact (an empty result proves that no example exists) when the
     candidates are the whole input domain, e.g. all points of a finite domain; see
     :func:`resolve_exhaustive`. ``f`` and ``oracle`` are evaluated once per candidate,
-    and distances are computed in row blocks with ``distance.pairwise``.
+    and distances are computed in row blocks with ``distance.pairwise``. The result holds
+    three ``(n, m)`` boolean masks, so memory grows as ``3 n m`` bytes.
 
     Parameters
     ----------
