@@ -162,7 +162,7 @@ class FiniteDomain(ToyBase):
         mass = np.zeros((n_comp, self.n_classes))
         np.add.at(mass, (comp, sup_labels), self.probs[self.support])
         best = mass.argmax(axis=1)
-        error = float(mass.sum() - mass.max(axis=1).sum())
+        error = float(self.probs[self.support][best[comp] != sup_labels].sum())
         table = np.where(self.labels == REJECT, 0, self.labels)
         covered = A.tocoo()
         table[covered.col] = best[comp[covered.row]]

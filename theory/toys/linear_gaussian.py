@@ -72,7 +72,8 @@ def linear_margin(X: np.ndarray, w: Sequence[float] | np.ndarray, b: float,
     norm = canonical_norm(norm)
     if norm == "l0":
         return np.ones(X.shape[0])
-    return np.abs(X @ w + b) / dual_norm(w, norm)
+    scale = float(np.abs(w).max())  # the margin is invariant to scaling (w, b) together
+    return np.abs(X @ (w / scale) + b / scale) / dual_norm(w / scale, norm)
 
 
 class LinearGaussian(ToyBase):

@@ -187,6 +187,9 @@ class Tsipras(ToyBase):
         v = check_vector(v, "v", self.n_features)
         c = check_real(c, "c")
         eps = check_real(eps, "eps", low=0.0)
+        scale = max(float(np.abs(v).max()), abs(c))
+        if scale > 0:  # f is invariant to positive scaling; avoids under/overflow in ||v_g||
+            v, c = v / scale, c / scale
         vg = v[1:]
         sd = float(np.linalg.norm(vg))
         slack = eps * float(np.abs(v).sum())
