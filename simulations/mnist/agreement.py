@@ -26,8 +26,8 @@ Examples
 --------
 >>> import numpy as np
 >>> r = agreement_stats(np.array([1, 2, 3]), np.array([1, 5, 3]), np.array([1, 2, 4]))
->>> r["agreement"].value, r["n_label_changed"]
-(0.6666666666666666, 1)
+>>> r["agreement"].value, r["n_label_changed"], r["agreement_label_changed"].value
+(0.6666666666666666, 2, 0.5)
 """
 
 from __future__ import annotations

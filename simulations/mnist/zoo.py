@@ -291,8 +291,8 @@ def eps_schedule(step: int, total_steps: int, eps: float, warmup_fraction: float
 
     Examples
     --------
-    >>> [eps_schedule(s, 10, 0.4, 0.2, 0.5) for s in (0, 2, 3, 7, 9)]
-    [0.0, 0.0, 0.08, 0.4, 0.4]
+    >>> [round(eps_schedule(s, 10, 0.4, 0.2, 0.5), 2) for s in (0, 1, 2, 3, 6, 9)]
+    [0.0, 0.0, 0.08, 0.16, 0.4, 0.4]
     """
     warm = warmup_fraction * total_steps
     ramp = ramp_fraction * total_steps
