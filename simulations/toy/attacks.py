@@ -77,7 +77,8 @@ def ball_probes(X: np.ndarray, *, norm: str, eps: float, n_random: int = 16,
     """Axis moves ``x ± a eps e_i`` and ``n_random`` random points of the ball's boundary.
 
     Random boundary points are sign vectors times eps (l-inf corners), Gaussian
-    directions scaled to eps (l2) or signed axis moves (l1). Shape
+    directions scaled to eps (l2) or signed uniform points of the simplex times eps (l1).
+    Shape
     ``(n * (2 d len(fractions) + n_random), d)``.
     """
     eps = check_eps(eps)
@@ -94,8 +95,8 @@ def ball_probes(X: np.ndarray, *, norm: str, eps: float, n_random: int = 16,
             g = rng.standard_normal((n, n_random, d))
             delta = eps * g / np.linalg.norm(g, axis=2, keepdims=True)
         else:
-            idx = rng.integers(0, d, size=(n, n_random))
-            delta = eps * eye[idx] * rng.choice([-1.0, 1.0], size=(n, n_random, 1))
+            simplex = rng.dirichlet(np.ones(d), size=(n, n_random))
+            delta = eps * simplex * rng.choice([-1.0, 1.0], size=(n, n_random, d))
         out.append((X[:, None, :] + delta).reshape(-1, d))
     cand = np.concatenate(out)
     return np.clip(cand, *clip) if clip is not None else cand

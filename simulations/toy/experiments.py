@@ -275,7 +275,10 @@ def _alignment_one(name: str, config: ToyConfig, seed: int) -> list[Row]:
             R, fam.oracle(R), pool, pool_y, norm="l2", eps=np.inf, k=2,
             fractions=tuple(np.round(np.arange(0.1, 1.0, 0.1), 2)))])
     y_R = fam.oracle(R)
-    w_R = np.full(R.shape[0], 1.0 / R.shape[0]) if weights is None else weights
+
+    def share(mask: np.ndarray) -> float:  # D-weighted on finite domains, else a mean
+        return float(mask.mean()) if weights is None else float(weights[mask].sum())
+
     lam = 4.0 * float(np.max(np.linalg.norm(np.vstack([S, R, C]), axis=1))) + 1.0
     rows: list[Row] = []
     for label, dist, f in _alignment_distances(fam, S, y_S, lam, seed):
@@ -294,7 +297,7 @@ def _alignment_one(name: str, config: ToyConfig, seed: int) -> list[Row]:
                            else "upper bound (candidate pool)")
         aligned = bool(not in_ball(region_margin, cover))
         nn_pred = rep.rule(R)
-        nn_acc = float(w_R[nn_pred == y_R].sum())
+        nn_acc = share(nn_pred == y_R)
         row: Row = {
             "family": fam.name, "distance": label,
             "good_radius": None if good is None else good.value,
@@ -308,7 +311,7 @@ def _alignment_one(name: str, config: ToyConfig, seed: int) -> list[Row]:
             "df_aligned_iff_f_perfect": None,
         }
         if f is not None:
-            f_acc = float(w_R[predict(f, R) == y_R].sum())
+            f_acc = share(predict(f, R) == y_R)
             row["f_accuracy"] = f_acc
             row["f_perfect"] = bool(f_acc >= 1.0 - 1e-12)
             row["df_aligned_iff_f_perfect"] = row["f_perfect"] == aligned

@@ -8,15 +8,20 @@ ones): they see only the source images, their labels and a labelled pool.
 
 * :func:`linf_invariance_attack`: for each source, take the nearest (l2) pool image of
   another class (the *aligned other-class neighbour*; glyphs are aligned by
-  construction) and move the source towards it within the l-inf ball:
-  ``x* = clip(x + clip(x_t - x, -eps, eps), 0, 1)``.
+  construction, so the MNIST attack's alignment step is the identity) and move the
+  source towards it within the l-inf ball with the MNIST attack's own projection step,
+  :func:`simulations.mnist.linf_attack.project_linf`.
 * :func:`l0_invariance_attack`: copy the ``k`` pixels where the neighbour differs most
   from the source (``k`` = the l0 budget).
 
-Each returns the dictionary layout of :mod:`simulations.mnist.runner` (``sources``,
-``source_labels``, ``examples``, ``targets``, ``distortion``, plus ``neighbours``), so a
-glyph run and an MNIST run can be compared field by field. :func:`score_attack` then
-reads the oracle and a model on the examples.
+Each returns the dictionary layout of :mod:`simulations.mnist.runner` and
+:meth:`simulations.mnist.linf_attack.LinfAttackResult.as_arrays` (``sources``,
+``source_labels``, ``examples``, ``targets``, ``distortion``, ``neighbours`` -- the
+neighbour images -- plus ``neighbour_indices`` into the pool; images flattened to
+``(n, d)``), so a glyph run and an MNIST run can be compared field by field. The target
+is the nearest other-class image, not the MNIST attack's table of plausible targets
+(``DEFAULT_TARGETS`` describes handwritten digits, not seven-segment glyphs).
+:func:`score_attack` then reads the oracle and a model on the examples.
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from theory._validation import as_batch, as_labels, check_eps
+from simulations.mnist.linf_attack import check_radius, project_linf
+from theory._validation import as_batch, as_labels
 from theory.oracles import REJECT, predict
 from theory.results import proportion_estimate
 
@@ -61,7 +67,8 @@ def other_class_neighbours(sources: np.ndarray, source_labels: np.ndarray, pool:
 
 
 def _result(sources: np.ndarray, source_labels: np.ndarray, examples: np.ndarray,
-            pool_labels: np.ndarray, neighbours: np.ndarray, norm: str) -> dict[str, np.ndarray]:
+            pool: np.ndarray, pool_labels: np.ndarray, neighbours: np.ndarray,
+            norm: str) -> dict[str, np.ndarray]:
     diff = examples - sources
     if norm == "linf":
         distortion = np.abs(diff).max(axis=1)
@@ -73,13 +80,13 @@ def _result(sources: np.ndarray, source_labels: np.ndarray, examples: np.ndarray
         "examples": examples,
         "targets": pool_labels[neighbours],
         "distortion": distortion,
-        "neighbours": neighbours,
+        "neighbours": pool[neighbours],
+        "neighbour_indices": neighbours,
     }
 
 
 def linf_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_labels: Any,
-                           eps: float, *, clip: tuple[float, float] = (0.0, 1.0)
-                           ) -> dict[str, np.ndarray]:
+                           eps: float) -> dict[str, np.ndarray]:
     """Move each source towards its nearest other-class pool image within l-inf ``eps``.
 
     Parameters
@@ -91,9 +98,7 @@ def linf_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_lab
     pool, pool_labels : arrays
         Labelled images to move towards.
     eps : float
-        l-inf budget.
-    clip : (low, high)
-        Pixel range.
+        l-inf budget in ``(0, 1]``.
 
     Returns
     -------
@@ -107,14 +112,17 @@ def linf_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_lab
     >>> res["examples"].tolist(), res["targets"].tolist()
     ([[0.3, 0.3]], [1])
     """
-    eps = check_eps(eps)
+    eps = check_radius(eps)
     sources = as_batch(sources, "sources")
     pool = as_batch(pool, "pool", n_features=sources.shape[1])
     source_labels = as_labels(source_labels, "source_labels", length=sources.shape[0])
     pool_labels = as_labels(pool_labels, "pool_labels", length=pool.shape[0])
+    for name, arr in (("sources", sources), ("pool", pool)):
+        if arr.min() < 0 or arr.max() > 1:
+            raise ValueError(f"{name} must hold pixels in [0, 1]")
     nb = other_class_neighbours(sources, source_labels, pool, pool_labels)
-    examples = np.clip(sources + np.clip(pool[nb] - sources, -eps, eps), *clip)
-    return _result(sources, source_labels, examples, pool_labels, nb, "linf")
+    examples = project_linf(sources, pool[nb], eps)
+    return _result(sources, source_labels, examples, pool, pool_labels, nb, "linf")
 
 
 def l0_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_labels: Any,
@@ -136,7 +144,7 @@ def l0_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_label
     examples = sources.copy()
     rows = np.arange(sources.shape[0])[:, None]
     examples[rows, order] = target[rows, order]
-    return _result(sources, source_labels, examples, pool_labels, nb, "l0")
+    return _result(sources, source_labels, examples, pool, pool_labels, nb, "l0")
 
 
 def score_attack(result: dict[str, np.ndarray], oracle: Any, model: Any,

@@ -256,6 +256,7 @@ def _project_l1(V: np.ndarray, eps: float) -> np.ndarray:
     cs = np.cumsum(mu, axis=1)
     k = np.arange(1, V.shape[1] + 1)
     cond = mu - (cs - eps) / k > 0
+    cond[:, 0] = True  # k = 1 always qualifies (mu_1 - (mu_1 - eps) = eps), even in floats
     rho = V.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
     theta = (cs[np.arange(len(V)), rho] - eps) / (rho + 1)
     proj = np.sign(V) * np.maximum(a - theta[:, None], 0.0)
