@@ -28,6 +28,7 @@ __all__ = [
     "TransformInvariantDistance",
     "ClassifierInducedDistance",
     "cyclic_shifts",
+    "TransformSet",
     "get_distance",
     "NORM_NAMES",
     "dual_exponent",
@@ -45,7 +46,9 @@ def _parse_p(p: object) -> float:
         try:
             p = float(key)
         except ValueError:
-            raise ValueError(f"unknown norm {p!r}; expected one of {NORM_NAMES} or a number") from None
+            raise ValueError(
+                f"unknown norm {p!r}; expected one of {NORM_NAMES} or a number"
+            ) from None
     if isinstance(p, bool):
         raise TypeError("p must be a number or a norm name")
     p = float(p)  # type: ignore[arg-type]
@@ -231,27 +234,56 @@ class MahalanobisDistance(Distance):
 Transform = Callable[[np.ndarray], np.ndarray]
 
 
-def cyclic_shifts(shape: tuple[int, int], max_shift: int = 1) -> list[Transform]:
-    """Cyclic pixel shifts of images of ``shape`` flattened row-major, by up to ``max_shift``.
+class TransformSet(list):
+    """A list of transforms that knows whether it is closed under composition and inverse.
 
-    The shifts form a group of isometries of every lp norm, so the induced
-    transformation-invariant distance is a pseudo-metric (a metric on orbits).
+    ``is_group`` is what makes the induced transformation-invariant distance a
+    pseudo-metric; it is computed by the constructors below, never assumed.
+    """
+
+    def __init__(self, transforms: Sequence[Transform], is_group: bool) -> None:
+        super().__init__(transforms)
+        self.is_group = bool(is_group)
+
+
+def cyclic_shifts(shape: tuple[int, int], max_shift: int | None = None) -> TransformSet:
+    """Cyclic pixel shifts of images of ``shape`` (flattened row-major) by up to ``max_shift``.
+
+    With ``max_shift=None`` all ``h * w`` shifts are returned: the group Z_h x Z_w, which
+    acts by isometries of every lp norm, so the induced transformation-invariant distance
+    is a pseudo-metric (a metric on orbits). A smaller ``max_shift`` gives a set that is a
+    group only when ``2 * max_shift + 1 >= max(h, w)``; otherwise the triangle inequality
+    can fail (e.g. length-5 signals with shifts -1..1), and ``is_group`` says so.
+
+    Examples
+    --------
+    >>> cyclic_shifts((3, 3), 1).is_group, cyclic_shifts((1, 5), 1).is_group
+    (True, False)
     """
     h, w = (int(s) for s in shape)
     if h < 1 or w < 1:
         raise ValueError(f"shape must be positive, got {shape}")
-    if int(max_shift) < 0:
-        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    if max_shift is None:
+        row_shifts, col_shifts = range(h), range(w)
+        is_group = True
+    else:
+        if int(max_shift) < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        m = int(max_shift)
+        # Distinct residues only: shifts by k and k + h are the same map.
+        row_shifts = sorted({k % h for k in range(-m, m + 1)})
+        col_shifts = sorted({k % w for k in range(-m, m + 1)})
+        is_group = len(row_shifts) == h and len(col_shifts) == w
     transforms: list[Transform] = []
-    for dr in range(-max_shift, max_shift + 1):
-        for dc in range(-max_shift, max_shift + 1):
+    for dr in row_shifts:
+        for dc in col_shifts:
             def shift(X: np.ndarray, dr: int = dr, dc: int = dc) -> np.ndarray:
                 imgs = X.reshape(X.shape[0], h, w)
                 return np.roll(imgs, (dr, dc), axis=(1, 2)).reshape(X.shape[0], h * w)
 
             shift.__name__ = f"shift({dr},{dc})"
             transforms.append(shift)
-    return transforms
+    return TransformSet(transforms, is_group)
 
 
 class TransformInvariantDistance(Distance):
@@ -259,18 +291,21 @@ class TransformInvariantDistance(Distance):
 
     When T is a group of isometries of ``base`` (e.g. all cyclic shifts for lp) the
     result is symmetric and satisfies the triangle inequality; it is zero on whole
-    orbits, i.e. a pseudo-metric. For other transform sets the axioms may fail, and
-    ``is_metric`` is set from ``group``.
+    orbits, i.e. a pseudo-metric. For other transform sets the axioms may fail.
+    ``is_metric`` comes from ``group`` when given, else from ``transforms.is_group``
+    (set by :func:`cyclic_shifts`), else it is ``False``.
     """
 
-    def __init__(self, base: Distance, transforms: Sequence[Transform], group: bool = True,
-                 name: str | None = None) -> None:
+    def __init__(self, base: Distance, transforms: Sequence[Transform],
+                 group: bool | None = None, name: str | None = None) -> None:
         if not isinstance(base, Distance):
             raise TypeError("base must be a Distance")
         if len(transforms) == 0:
             raise ValueError("transforms must not be empty")
         self.base = base
         self.transforms = list(transforms)
+        if group is None:
+            group = bool(getattr(transforms, "is_group", False))
         self.is_metric = bool(group)
         self.name = name or f"{base.name}-invariant"
 

@@ -30,7 +30,9 @@ class ToyFamily(ABC):
     norms: tuple[str, ...] = ()
 
     @abstractmethod
-    def sample(self, n: int, seed: int | np.random.Generator | None = 0) -> tuple[np.ndarray, np.ndarray]:
+    def sample(
+        self, n: int, seed: int | np.random.Generator | None = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` inputs ``X ~ D`` (shape ``(n, d)``) and their oracle labels ``O(X)``."""
 
     @abstractmethod
@@ -52,7 +54,9 @@ class ToyFamily(ABC):
     def ceiling_curve(self, eps: np.ndarray, norm: str) -> np.ndarray:
         """Exact P_D[r_O(x) > eps] for each eps of a 1-D grid (vectorised).
 
-        This is the best real robust accuracy any classifier can reach at radius eps.
+        It bounds the share of inputs on which a classifier is correct, constant on the
+        eps-ball and free of invariance examples (proofs/lemma.md, Corollary 2); it is not
+        a bound on real robust accuracy itself, which the oracle reaches at 1.
         Raises ``ValueError`` naming ``norm`` when no closed form is known.
         """
 
