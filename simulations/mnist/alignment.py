@@ -41,12 +41,14 @@ Speed. The search is exact but avoids most of the 775 x 54000 x 784 work:
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "TRANSFORM_GRID",
@@ -104,22 +106,95 @@ def align_image(image: np.ndarray, transform: Sequence[float] | np.ndarray) -> n
     return transform_image(image, row, col, angle)
 
 
+def _spline_coefficients(image: np.ndarray, angles: np.ndarray) -> np.ndarray:
+    """Cubic-spline coefficients of ``rotate(image, a, reshape=False)`` for each angle.
+
+    Exactly what ``scipy.ndimage.shift`` computes internally before interpolating
+    (``spline_filter(..., output=float64, mode="constant")``; no pre-padding in that mode).
+    """
+    return np.stack(
+        [
+            ndimage.spline_filter(
+                ndimage.rotate(image, float(a), reshape=False),
+                3,
+                output=np.float64,
+                mode="constant",
+            )
+            for a in angles
+        ]
+    )
+
+
+@functools.lru_cache(maxsize=64)
+def _shift_operator(t: float, n: int) -> np.ndarray:
+    """``(n, n)`` matrix of ``scipy.ndimage.shift`` by ``t`` on spline coefficients (1-D).
+
+    Column ``k`` is the shift of the ``k``-th unit vector (``prefilter=False``, cubic,
+    mode ``"constant"``), so the matrix follows scipy's boundary handling by construction.
+    """
+    eye = np.eye(n)
+    return np.stack(
+        [ndimage.shift(eye[k], t, prefilter=False, output=np.float64) for k in range(n)], axis=1
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _separable_shift_ok() -> bool:
+    """Check once that 2-D ``shift`` equals the product of the 1-D operators (to 1e-10)."""
+    rng = np.random.default_rng(0)
+    coef = rng.normal(scale=100.0, size=(28, 28))
+    for t in ((-3.0, 1.5), (1.5, -1.5), (0.0, 3.0), (0.7, -2.2)):
+        ref = ndimage.shift(coef, t, prefilter=False, output=np.float64)
+        ours = _shift_operator(t[0], 28) @ coef @ _shift_operator(t[1], 28).T
+        if not np.allclose(ref, ours, rtol=0, atol=1e-10):
+            return False
+    return True
+
+
+# |computed - scipy's value| is below ~1e-12 (16-term sums of |coef| < 1e4 in float64);
+# pixels whose interpolated value lies within this margin of a rounding boundary
+# (k + 1/2) are recomputed with scipy itself so that the uint8 result is scipy's.
+_ROUNDING_MARGIN = 1e-8
+
+
 def transformed_copies(image: np.ndarray, grid: np.ndarray = TRANSFORM_GRID) -> np.ndarray:
     """All transforms of one image, shape ``(len(grid), 28, 28)``, same dtype as ``image``.
 
-    Bit-identical to ``[transform_image(image, *g) for g in grid]``: each distinct angle is
-    rotated and spline-prefiltered once, then shifted with ``prefilter=False``, which is
-    exactly what ``scipy.ndimage.shift`` does internally for mode ``"constant"``.
+    Identical to ``[transform_image(image, *g) for g in grid]``. For uint8 images each
+    distinct angle is rotated and spline-prefiltered once (with scipy); the shift, a
+    separable linear map of the spline coefficients, is applied as two small matrix
+    products whose matrices are scipy's own 1-D shifts of unit vectors; values are then
+    rounded to uint8 as scipy does (``floor(v + 1/2)`` clipped to 0..255). Any image with
+    a value within 1e-8 of a rounding boundary -- where float rounding differences
+    could matter -- is recomputed with ``scipy.ndimage.shift``, as is everything when
+    the image is not uint8 or the separability self-check fails.
     """
     image = np.asarray(image)
+    grid = np.asarray(grid, dtype=np.float64)
+    angles, angle_pos = np.unique(grid[:, 2], return_inverse=True)
+    coeffs = _spline_coefficients(image, angles)
     out = np.empty((len(grid),) + image.shape, dtype=image.dtype)
-    coeffs: dict[float, np.ndarray] = {}
-    for i, (row, col, angle) in enumerate(np.asarray(grid, dtype=np.float64)):
-        key = float(angle)
-        if key not in coeffs:
-            rotated = ndimage.rotate(image, key, reshape=False)
-            coeffs[key] = ndimage.spline_filter(rotated, 3, output=np.float64, mode="constant")
-        ndimage.shift(coeffs[key], (row, col), output=out[i], prefilter=False)
+    exact = np.ones(len(grid), dtype=bool)
+    if image.dtype == np.uint8 and image.ndim == 2 and _separable_shift_ok():
+        rows, row_pos = np.unique(grid[:, 0], return_inverse=True)
+        cols, col_pos = np.unique(grid[:, 1], return_inverse=True)
+        a_rows = np.stack([_shift_operator(float(t), image.shape[0]) for t in rows])
+        a_cols = np.stack([_shift_operator(float(t), image.shape[1]) for t in cols])
+        # values[g] = A_row[g] @ C[angle[g]] @ A_col[g]^T, as a few large matrix products
+        n_a, h, w = coeffs.shape
+        left = a_rows @ coeffs.transpose(1, 0, 2).reshape(h, n_a * w)  # (R, h, A*w)
+        left = left.reshape(len(rows), h, n_a, w).transpose(2, 0, 1, 3).reshape(-1, w)
+        full = (left @ a_cols.transpose(0, 2, 1)).reshape(len(cols), n_a, len(rows), h, w)
+        values = full[col_pos, angle_pos, row_pos]
+        values += 0.5
+        rounded = np.floor(values)
+        values -= rounded  # fractional part of value + 1/2: near 0 or 1 = near a boundary
+        near = (values < _ROUNDING_MARGIN) | (values > 1 - _ROUNDING_MARGIN)
+        exact = near.reshape(len(grid), -1).any(axis=1)
+        np.clip(rounded, 0, 255, out=rounded)
+        out[...] = rounded
+    for i in np.flatnonzero(exact):
+        ndimage.shift(coeffs[angle_pos[i]], grid[i, :2], output=out[i], prefilter=False)
     return out
 
 
@@ -145,7 +220,7 @@ class NeighbourIndex:
     """
 
     def __init__(
-        self, images: np.ndarray, labels: np.ndarray, *, n_components: int = 64, chunk: int = 256
+        self, images: np.ndarray, labels: np.ndarray, *, n_components: int = 64, chunk: int = 128
     ) -> None:
         images = _as_images(images, "train_images")
         labels = np.asarray(labels)
@@ -170,9 +245,12 @@ class NeighbourIndex:
             x = flat[members]
             xd = x.astype(np.float64)
             sq = np.einsum("ij,ij->i", xd, xd)
-            # Principal directions of the (uncentred) class: eigenvectors of X^T X.
-            _, vecs = np.linalg.eigh(xd.T @ xd)
-            basis = np.ascontiguousarray(vecs[:, ::-1][:, : min(k, len(members))].T)
+            # Principal directions of the (uncentred) class, estimated on a subsample:
+            # any orthonormal basis gives valid bounds, a good one gives tight bounds.
+            sample = xd[:: max(1, len(xd) // 1500)]
+            with threadpool_limits(1, user_api="blas"):  # small eigh: threads only hurt
+                _, vecs = np.linalg.eigh(sample.T @ sample)
+            basis = np.ascontiguousarray(vecs[:, ::-1][:, :k].T)
             proj = xd @ basis.T
             resid = np.sqrt(np.maximum(sq - np.einsum("ij,ij->i", proj, proj), 0.0))
             emb_sq = np.einsum("ij,ij->i", proj, proj) + resid**2
@@ -181,40 +259,57 @@ class NeighbourIndex:
             self._members[c], self._pixels[c], self._sqnorm[c] = members, x, sq
             self._basis[c], self._emb[c] = basis, emb.astype(np.float32)
 
-    def nearest(self, queries: np.ndarray, cls: int) -> tuple[int, int, int]:
-        """Exact nearest pair between ``queries`` and the training images of class ``cls``.
+    def nearest(
+        self, queries: np.ndarray, classes: Sequence[int] | None = None
+    ) -> list[tuple[int, int, int]]:
+        """Exact nearest pair between ``queries`` and the training images of each class.
 
         Parameters
         ----------
         queries : ndarray (m, 784) uint8
             E.g. the transformed copies of a source image.
-        cls : int
-            Class of the training images searched.
+        classes : sequence of int, optional
+            Classes searched (default: all).
 
         Returns
         -------
-        distance : int
-            Smallest squared l2 distance (0..255 pixels).
-        query : int
-            Position of the query achieving it (first in order on ties).
-        train_index : int
-            Index into the training set (lowest on ties for that query).
+        list of (distance, query, train_index), one per class
+            ``distance``: smallest squared l2 distance (0..255 pixels, an exact integer);
+            ``query``: position of the query achieving it (first on ties);
+            ``train_index``: index into the training set (lowest on ties for that query).
         """
+        queries = np.asarray(queries)
+        if queries.ndim != 2 or queries.shape[1] != 784 or queries.dtype != np.uint8:
+            raise ValueError(
+                f"queries must be uint8 of shape (m, 784), got {queries.dtype} {queries.shape}"
+            )
+        classes = [int(c) for c in (self.classes if classes is None else classes)]
+        unknown = [c for c in classes if c not in self._members]
+        if unknown:
+            raise ValueError(f"no training image of class {unknown}")
         qd = queries.astype(np.float64)
         qq = np.einsum("ij,ij->i", qd, qd)
-        return self._nearest(qd, qq, int(cls))
+        # Projections on every searched class's basis in one matrix product.
+        bases = np.concatenate([self._basis[c] for c in classes])
+        proj_all = qd @ bases.T
+        out, start = [], 0
+        for c in classes:
+            k = len(self._basis[c])
+            out.append(self._nearest(qd, qq, proj_all[:, start : start + k], c))
+            start += k
+        return out
 
-    def _nearest(self, qd: np.ndarray, qq: np.ndarray, cls: int) -> tuple[int, int, int]:
-        if cls not in self._members:
-            raise ValueError(f"no training image of class {cls}")
+    def _nearest(
+        self, qd: np.ndarray, qq: np.ndarray, proj: np.ndarray, cls: int
+    ) -> tuple[int, int, int]:
         members, pixels, sq = self._members[cls], self._pixels[cls], self._sqnorm[cls]
-        proj = qd @ self._basis[cls].T
         resid = np.sqrt(np.maximum(qq - np.einsum("ij,ij->i", proj, proj), 0.0))
         emb_sq = np.einsum("ij,ij->i", proj, proj) + resid**2
         a = np.hstack([proj, resid[:, None], emb_sq[:, None], np.ones((len(qd), 1))])
-        bound = a.astype(np.float32) @ self._emb[cls].T  # lower bounds (up to slack)
+        # bound[j, i] <= ||q_i - x_j||^2 + slack (training images as rows: contiguous gathers)
+        bound = self._emb[cls] @ a.astype(np.float32).T
         slack = self._slack_factor * (emb_sq.max() + sq.max())
-        per_image = bound.min(axis=0)
+        per_image = bound.min(axis=1)
         order = np.argsort(per_image, kind="stable")
         best = (math.inf, 0, 0)
         threshold = math.inf
@@ -226,12 +321,9 @@ class NeighbourIndex:
             if math.isinf(threshold):
                 rows = np.arange(len(qd))
             else:
-                rows = np.flatnonzero((bound[:, block] <= threshold).any(axis=1))
-            dist = (
-                qq[rows, None]
-                + sq[None, block]
-                - 2.0 * (qd[rows] @ pixels[block].T.astype(np.float64))
-            )
+                rows = np.flatnonzero((bound[block] <= threshold).any(axis=0))
+            xb = pixels[block].astype(np.float64)
+            dist = qq[rows, None] + sq[None, block] - 2.0 * (qd[rows] @ xb.T)
             dmin = dist.min()
             if dmin <= best[0]:
                 r, b = np.nonzero(dist == dmin)
@@ -271,12 +363,9 @@ def _align_one(
     index: NeighbourIndex, source: np.ndarray, label: int, grid: np.ndarray
 ) -> tuple[np.ndarray, ...]:
     queries = transformed_copies(source, grid).reshape(len(grid), -1)
-    qd = queries.astype(np.float64)
-    qq = np.einsum("ij,ij->i", qd, qd)
     others = [int(c) for c in index.classes if c != label]
     nbrs, tidx, trans, dists = [], [], [], []
-    for c in others:
-        dist, q, t = index._nearest(qd, qq, c)
+    for c, (dist, q, t) in zip(others, index.nearest(queries, others), strict=True):
         inverse = -grid[q]
         pixels = index._pixels[c][np.searchsorted(index._members[c], t)]
         nbrs.append(align_image(pixels.reshape(28, 28), inverse))
@@ -292,6 +381,17 @@ def _align_one(
     )
 
 
+def _align_batch(
+    index: NeighbourIndex,
+    sources: np.ndarray,
+    labels: np.ndarray,
+    grid: np.ndarray,
+    blas_threads: int | None,
+) -> list[tuple[np.ndarray, ...]]:
+    with threadpool_limits(blas_threads, user_api="blas"):
+        return [_align_one(index, s, int(y), grid) for s, y in zip(sources, labels, strict=True)]
+
+
 def align_neighbours(
     sources: np.ndarray,
     labels: np.ndarray,
@@ -302,6 +402,7 @@ def align_neighbours(
     grid: np.ndarray = TRANSFORM_GRID,
     n_components: int = 64,
     n_jobs: int | None = 1,
+    blas_threads: int | None = 1,
 ) -> AlignmentResult:
     """Aligned nearest training neighbour of every other class, for each source (step 1).
 
@@ -321,7 +422,12 @@ def align_neighbours(
     n_components : int
         Lower-bound dimension when building the index (speed only).
     n_jobs : int or None
-        joblib workers over sources (1: sequential; -1: all cores).
+        joblib workers over sources (1: sequential; -1: all cores); sources are split
+        into one batch per worker.
+    blas_threads : int or None
+        BLAS threads per worker during the search (None: the library default). The
+        matrix products are small, so one thread per worker wastes least CPU; use
+        ``n_jobs`` for parallelism.
 
     Returns
     -------
@@ -342,12 +448,14 @@ def align_neighbours(
     if unknown.size:
         raise ValueError(f"labels has classes without training images: {unknown.tolist()}")
     if n_jobs in (1, None) or len(sources) == 1:
-        parts = [_align_one(index, s, int(y), grid) for s, y in zip(sources, labels, strict=True)]
+        parts = _align_batch(index, sources, labels, grid, blas_threads)
     else:
-        from joblib import Parallel, delayed
+        from joblib import Parallel, delayed, effective_n_jobs
 
-        parts = Parallel(n_jobs=n_jobs)(
-            delayed(_align_one)(index, s, int(y), grid)
-            for s, y in zip(sources, labels, strict=True)
+        n_batches = min(len(sources), effective_n_jobs(n_jobs))
+        batches = np.array_split(np.arange(len(sources)), n_batches)
+        results = Parallel(n_jobs=n_jobs)(
+            delayed(_align_batch)(index, sources[b], labels[b], grid, blas_threads) for b in batches
         )
+        parts = [p for batch in results for p in batch]
     return AlignmentResult(*(np.stack(p) for p in zip(*parts, strict=True)))
