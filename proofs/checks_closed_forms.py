@@ -299,9 +299,11 @@ def glyph_support(fam: GlyphDigits) -> np.ndarray:
     """
     pix = np.concatenate(fam.segment_index)
     seg_of = np.concatenate([np.full(ix.size, s) for s, ix in enumerate(fam.segment_index)])
+    size = (fam._jit + 1) ** pix.size * 10 * (fam.levels - fam._ink_lo + 1)
+    if size > 200_000:
+        raise ValueError(f"glyph support too large for exhaustive enumeration ({size} "
+                         "images); use a tiny canvas")
     jit = np.array(list(itertools.product(range(fam._jit + 1), repeat=pix.size)))
-    if jit.shape[0] * 10 * (fam.levels - fam._ink_lo + 1) > 200_000:
-        raise ValueError("glyph support too large for exhaustive enumeration; use a tiny canvas")
     rows = []
     for digit in range(10):
         lit = DIGIT_CODES[digit][seg_of]
@@ -360,7 +362,7 @@ def check_good_radius_attained(family: ToyFamily, norm: str, good_radius: float 
         f"{family.name} {norm}: sampled margin {margins.min()} below good radius {claimed}")
     least = float(margins.min())
     if isinstance(family, ConcentricSpheres) and norm != "l0":
-        starts = X[np.argsort(margins)[:8]]
+        starts = X[np.argsort(margins)[:3]]
         # Refinement from the best samples and from the axis and diagonal directions.
         r = family.radii[family.priors > 0]
         extra = [rr * np.eye(family.d)[0] for rr in r]

@@ -1,11 +1,12 @@
 """Closed forms of the toy families as SymPy expressions in their parameters.
 
-Each function returns a :class:`ClosedForm`: a SymPy expression, the ordered symbols it
-is a function of, and a vectorised NumPy evaluation (``sympy.lambdify``, with ``erf``
-from SciPy). The numeric families in :mod:`theory.toys` and these expressions are two
-independent routes to the same numbers; the tests check they agree, and agree with
-Monte Carlo, and ``proofs/checks_closed_forms.py`` re-derives several of them
-(Lagrange conditions, ``sympy.stats``, integration of densities).
+Each function returns a (cached, immutable) :class:`ClosedForm`: a SymPy expression,
+the ordered symbols it is a function of, and a vectorised NumPy evaluation
+(``sympy.lambdify``, with ``erf`` from SciPy). The numeric families in
+:mod:`theory.toys` and these expressions are two independent routes to the same
+numbers; the tests check they agree, and agree with Monte Carlo, and
+``proofs/checks_closed_forms.py`` re-derives several of them (Lagrange conditions,
+``sympy.stats``, integration of densities).
 
 Examples
 --------
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -104,6 +106,7 @@ def dual_norm_expr(w: tuple[sp.Symbol, ...], norm: str) -> sp.Expr:
     return sp.Add(*[sp.Abs(wi) ** qq for wi in w]) ** (1 / qq)
 
 
+@cache
 def linear_margin(d: int, norm: str) -> ClosedForm:
     """``|w.x + b| / ||w||_q`` (``1`` for l0): margin of the oracle ``[w.x + b > 0]``.
 
@@ -120,6 +123,7 @@ def linear_margin(d: int, norm: str) -> ClosedForm:
     return ClosedForm(f"linear margin ({norm})", expr, (*x, *w, b))
 
 
+@cache
 def abs_normal_mixture_tail(k: int) -> ClosedForm:
     """``P[|Z| > t]`` for ``Z ~ sum_j pi_j N(mu_j, s_j^2)``.
 
@@ -134,6 +138,7 @@ def abs_normal_mixture_tail(k: int) -> ClosedForm:
     return ClosedForm(f"P[|Z| > t], mixture of {k} normals", expr, (t, *mu, *s, *pi))
 
 
+@cache
 def linear_gaussian_ceiling() -> ClosedForm:
     """Ceiling ``P[|w.x + b| > eps ||w||_q]`` of :class:`~theory.toys.LinearGaussian`.
 
@@ -150,12 +155,14 @@ def linear_gaussian_ceiling() -> ClosedForm:
     return ClosedForm("linear-gaussian ceiling", expr, (eps, m, sigma, prior, b, wu, w2, wq))
 
 
+@cache
 def overly_robust_margin() -> ClosedForm:
     """``|x1|``: the lp margin (p >= 1) of the oracle ``[x1 > 0]`` on R^2."""
     x1 = sp.Symbol("x1", real=True)
     return ClosedForm("overly-robust margin", sp.Abs(x1), (x1,))
 
 
+@cache
 def overly_robust_ceiling() -> ClosedForm:
     """``P[|x1| > eps]`` for ``|x1| ~ U[a, b]``; arguments ``(eps, a, b)``."""
     eps, a, b = sp.symbols("eps a b", positive=True)
@@ -163,12 +170,14 @@ def overly_robust_ceiling() -> ClosedForm:
     return ClosedForm("overly-robust ceiling", expr, (eps, a, b))
 
 
+@cache
 def sphere_l2_margin() -> ClosedForm:
     """``min(rho - t_in, t_out - rho)``: l2 margin between the spheres' midpoint radii."""
     rho, t_in, t_out = sp.symbols("rho t_in t_out", nonnegative=True)
     return ClosedForm("sphere l2 margin", sp.Min(rho - t_in, t_out - rho), (rho, t_in, t_out))
 
 
+@cache
 def sphere_good_radius(norm: str) -> ClosedForm:
     """Good radius of two spheres ``r1 < r2`` in R^d: ``(r2 - r1)/2``, over ``sqrt(d)`` for
     l-inf, ``1`` for l0; arguments ``(r1, r2, d)``."""
@@ -178,12 +187,14 @@ def sphere_good_radius(norm: str) -> ClosedForm:
     return ClosedForm(f"spheres good radius ({norm})", expr, (r1, r2, d))
 
 
+@cache
 def tsipras_bound() -> ClosedForm:
     """Tsipras et al. (2019), Thm 2.1: robust accuracy ``<= p / (1 - p) * delta``."""
     p, delta = sp.symbols("p delta", positive=True)
     return ClosedForm("Tsipras et al. bound", p / (1 - p) * delta, (p, delta))
 
 
+@cache
 def tsipras_ceiling(norm: str) -> ClosedForm:
     """Ceiling ``P[|w.x| > eps ||w||_q]`` of the Bayes oracle of :class:`~theory.toys.Tsipras`.
 
