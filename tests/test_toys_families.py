@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from theory.oracles import REJECT
 from theory.toys import FAMILIES, ToyFamily, family_defaults, get_family
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofs"))
-import checks_closed_forms as C  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
+from proofs import checks_closed_forms as C  # noqa: E402
 
 NAMES = list(FAMILIES)
 

@@ -15,8 +15,8 @@ from theory.oracles import REJECT, TableOracle
 from theory.results import exact
 from theory.toys import FiniteDomain, RobustOptimal, binary_images
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofs"))
-import checks_closed_forms as C  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
+from proofs import checks_closed_forms as C  # noqa: E402
 
 NORMS = ("l0", "l1", "l2", "linf")
 

@@ -14,8 +14,8 @@ from theory.oracles import REJECT
 from theory.toys import GlyphDigits
 from theory.toys.glyphs import DIGIT_CODES, DIGIT_SEGMENTS, decode_segments, segment_masks
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofs"))
-import checks_closed_forms as C  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
+from proofs import checks_closed_forms as C  # noqa: E402
 
 
 def test_seven_segment_table_is_injective_and_decodes():

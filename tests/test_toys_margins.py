@@ -22,8 +22,8 @@ from theory.toys import (
 from theory.toys.glyphs import DIGIT_CODES
 from theory.toys.linear_gaussian import dual_norm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofs"))
-import checks_closed_forms as C  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
+from proofs import checks_closed_forms as C  # noqa: E402
 
 NORMS = ("l0", "l1", "l2", "linf")
 coord = st.floats(-3, 3, allow_nan=False, allow_infinity=False)

@@ -12,8 +12,8 @@ import sympy as sp
 from theory import symbolic
 from theory.toys import ConcentricSpheres, LinearGaussian, OverlyRobustFeature
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofs"))
-import checks_closed_forms as C  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
+from proofs import checks_closed_forms as C  # noqa: E402
 
 
 @pytest.mark.parametrize("fam", [OverlyRobustFeature(), LinearGaussian(d=3),

@@ -14,8 +14,8 @@ from hypothesis.extra.numpy import arrays
 from theory.results import proportion_estimate
 from theory.toys import Tsipras, tsipras_bound
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "proofs"))
-import checks_closed_forms as C  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
+from proofs import checks_closed_forms as C  # noqa: E402
 
 params = st.fixed_dictionaries({"d": st.integers(1, 30), "p": st.floats(0.51, 0.99),
                                 "eta": st.floats(0.05, 1.5)})

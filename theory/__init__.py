@@ -86,3 +86,9 @@ __all__ = [
     "check_metric_axioms",
     "check_metric_axioms_exhaustive",
 ]
+
+# Toy families with exact oracles (theory/toys); the SymPy layer stays in theory.symbolic
+# so that ``import theory`` does not import SymPy.
+from theory.toys import FAMILIES, ToyFamily, get_family  # noqa: E402
+
+__all__ += ["FAMILIES", "ToyFamily", "get_family"]
