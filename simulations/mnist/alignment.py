@@ -248,9 +248,12 @@ class NeighbourIndex:
             # Principal directions of the (uncentred) class, estimated on a subsample:
             # any orthonormal basis gives valid bounds, a good one gives tight bounds.
             sample = xd[:: max(1, len(xd) // 1500)]
-            with threadpool_limits(1, user_api="blas"):  # small eigh: threads only hurt
-                _, vecs = np.linalg.eigh(sample.T @ sample)
-            basis = np.ascontiguousarray(vecs[:, ::-1][:, :k].T)
+            with threadpool_limits(1, user_api="blas"):  # small problems: threads only hurt
+                if len(sample) < flat.shape[1]:
+                    basis = np.linalg.svd(sample, full_matrices=False)[2][:k]
+                else:
+                    basis = np.linalg.eigh(sample.T @ sample)[1][:, ::-1][:, :k].T
+            basis = np.ascontiguousarray(basis)
             proj = xd @ basis.T
             resid = np.sqrt(np.maximum(sq - np.einsum("ij,ij->i", proj, proj), 0.0))
             emb_sq = np.einsum("ij,ij->i", proj, proj) + resid**2

@@ -28,6 +28,7 @@ __all__ = [
     "add_data_args",
     "add_parser",
     "add_run_args",
+    "resolve_indices",
     "run_command",
 ]
 
@@ -75,27 +76,38 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def resolve_indices(args: argparse.Namespace) -> np.ndarray:
+    """The MNIST test indices selected by ``--indices`` (and ``--seed``), validated."""
+    from simulations.mnist.published import published_indices
+    from simulations.mnist.runner import parse_indices
+
+    return parse_indices(
+        args.indices,
+        seed=args.seed,
+        published=lambda: published_indices(getattr(args, "published_dir", None)),
+    )
+
+
 def run_command(
     args: argparse.Namespace,
     name: str,
     params: dict,
     attack: Callable[[np.ndarray], dict[str, np.ndarray]],
+    *,
+    indices: np.ndarray | None = None,
 ) -> int:
     """Run ``attack`` over ``args.indices`` with the shared runner; print a summary.
 
     ``attack(batch_indices)`` returns the per-source arrays (see
-    :func:`simulations.mnist.runner.run_attack`).
+    :func:`simulations.mnist.runner.run_attack`). Pass ``indices`` when already
+    resolved with :func:`resolve_indices` (e.g. to fail fast before loading data).
     """
-    from simulations.mnist.published import published_indices
-    from simulations.mnist.runner import parse_indices, run_attack
+    from simulations.mnist.runner import run_attack
 
     if args.batch_size < 1:
         raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    indices = parse_indices(
-        args.indices,
-        seed=args.seed,
-        published=lambda: published_indices(getattr(args, "published_dir", None)),
-    )
+    if indices is None:
+        indices = resolve_indices(args)
     run, path = run_attack(
         attack,
         indices,
@@ -153,6 +165,9 @@ def _cmd_linf(args: argparse.Namespace) -> int:
     eps = check_radius(args.eps)
     if args.n_jobs == 0:
         raise ValueError("--n-jobs must not be 0")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    indices = resolve_indices(args)  # fail fast, before loading data
     train = load_mnist("train", args.data_dir)
     test = load_mnist("test", args.data_dir)
     attack = LinfInvarianceAttack(train.images, train.labels, eps=eps, n_jobs=args.n_jobs)
@@ -167,7 +182,7 @@ def _cmd_linf(args: argparse.Namespace) -> int:
     def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
         return attack.run(test.images[idx], test.labels[idx]).as_arrays()
 
-    return run_command(args, f"linf_eps{eps:g}", params, batch)
+    return run_command(args, f"linf_eps{eps:g}", params, batch, indices=indices)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

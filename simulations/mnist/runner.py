@@ -130,12 +130,14 @@ def save_run(path: str | os.PathLike, run: AttackRun) -> Path:
     return path
 
 
-def _read_npz(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+def _read_npz(path: Path, *, with_params: bool = True) -> tuple[dict[str, np.ndarray], dict]:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except (ValueError, OSError, EOFError) as exc:
         raise ValueError(f"cannot read run file {path}: {exc}") from exc
+    if not with_params:
+        return arrays, {}
     if "params" not in arrays:
         raise ValueError(f"run file {path} has no 'params' entry")
     params = json.loads(str(arrays.pop("params")))
@@ -230,7 +232,7 @@ def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray
         )
     rows: dict[int, dict[str, np.ndarray]] = {}
     for part in sorted(parts_dir.glob("part-*.npz")):
-        arrays, _ = _read_npz(part)
+        arrays, _ = _read_npz(part, with_params=False)
         for i, src in enumerate(arrays["source_indices"]):
             rows[int(src)] = {k: v[i] for k, v in arrays.items()}
     return rows
