@@ -241,7 +241,7 @@ def plot_tradeoff_curves(rows: Sequence[Mapping], stem: str | Path,
                         fontsize=7, color="0.3")
         ax.set_ylim(-0.03, 1.03)
         how = "attack" if str(sub[0].get("method", "")).startswith("attack") else "exact"
-        ax.set_title(f"{fam}: {model} ({how})")
+        ax.set_title(f"{fam}\n{model} classifier, {how}")
         ax.set_xlabel(f"train = test radius eps ({norm})")
         ax.set_ylabel("share of test inputs")
     for ax in axes.ravel()[len(panels):]:
@@ -292,13 +292,15 @@ def plot_overly_robust(X: np.ndarray, y: np.ndarray, oracle_line: tuple[np.ndarr
                     arrowprops={"arrowstyle": "->", "color": "C3", "lw": 1.8})
         ax.plot(*x0, "o", color="C3", ms=5)
         txt = "invariance example" + (f" (eps={example_eps:g})" if example_eps else "")
-        ax.annotate(txt, x1, xytext=(4, 4), textcoords="offset points", color="C3", fontsize=7)
+        ax.annotate(txt, x1, xytext=(0, -12), textcoords="offset points", color="C3",
+                    fontsize=7, ha="center")
     ax.set_xlim(*xlim)
     ax.set_ylim(*ylim)
     ax.set_xlabel(feature_names[0])
     ax.set_ylabel(feature_names[1])
-    ax.legend(loc="upper left", frameon=True, framealpha=0.8, fontsize=6)
-    ax.set_title("(a) data, oracle and robust-trained boundaries")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=2, frameon=False,
+              fontsize=6)
+    ax.set_title("(a) data, oracle, robust boundaries")
 
     ax = axes[0, 1]
     rows = sorted(weight_rows, key=lambda r: _num(r["eps"]))

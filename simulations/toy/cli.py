@@ -75,7 +75,7 @@ def _handler(kind: str):  # noqa: ANN202 - returns an argparse handler
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
     p.add_argument("--seed", type=int, default=0, help="master seed (default: %(default)s)")
-    p.add_argument("--n-jobs", type=int, default=1,
+    p.add_argument("--n-jobs", type=int, default=-1,
                    help="joblib workers for sweeps; -1 uses all cores (default: %(default)s)")
     p.add_argument("--small", action="store_true",
                    help="small sizes (seconds; for smoke tests), not the documented run")

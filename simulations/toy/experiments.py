@@ -107,7 +107,7 @@ class ToyConfig:
     n_pool: int = 2000
     n_train: int = 600
     n_test: int = 400
-    mlp_epochs: int = 40
+    mlp_epochs: int = 30
     n_glyph_train: int = 1500
     n_glyph_attack: int = 300
 

@@ -303,7 +303,7 @@ def pgd_attack(mlp: MLPClassifier, X: np.ndarray, y: np.ndarray, *, norm: str, e
 
 def fit_adversarial_mlp(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: float = 0.0,
                         hidden: tuple[int, ...] = (32,), epochs: int = 40,
-                        batch_size: int = 64, attack_steps: int = 7, ramp: int = 10,
+                        batch_size: int = 128, attack_steps: int = 7, ramp: int = 10,
                         learning_rate: float = 3e-3, clip: tuple[float, float] | None = None,
                         seed: int = 0) -> MLPClassifier:
     """Adversarially train an ``MLPClassifier`` at radius ``eps`` (PGD, ``attack_steps`` steps).
