@@ -160,7 +160,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common(gr)
     gr.set_defaults(func=_cmd_good_radius)
 
-    ce = sub.add_parser("ceiling", help="P_D[r_O > eps]: ceiling on the accuracy of eps-robust (constant-on-ball) classifiers")
+    ce = sub.add_parser("ceiling", help="P_D[r_O > eps]: ceiling for eps-robust classifiers")
     _common(ce)
     ce.add_argument("--eps", required=True, type=float, nargs="+", help="radii")
     ce.add_argument("--estimate", type=int, metavar="SAMPLES", default=None,
