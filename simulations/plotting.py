@@ -149,13 +149,14 @@ def plot_good_radii(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
         ax.plot(ex, y, "o", color="C0", label="exact eps*")
         ax.plot(sm, y, "x", color="C3", label="min margin of sample (upper bound)")
         ax.set_title(norm)
-        ax.set_xlabel(f"good radius ({NORM_UNITS.get(norm, norm)})")
+        ax.set_xlabel(f"eps* ({norm})")
         ax.set_xlim(left=0)
         ax.grid(axis="x", alpha=0.3)
     axes[0, 0].set_yticks(range(len(families)), families)
     axes[0, 0].set_ylim(-0.6, len(families) - 0.4)
     axes[0, 0].invert_yaxis()
-    axes[0, -1].legend(loc="lower right", frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
     fig.suptitle("Good radius eps*(d) = ess inf r_O(x): largest radius with no class change")
     return save_figure(fig, stem)
 
@@ -338,7 +339,9 @@ def plot_finite_domain(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
     """Finite domains: the exact robust-optimal classifier's error against eps.
 
     ``rows`` need ``domain``, ``norm``, ``eps``, ``optimal_error`` (exact, D-weighted)
-    and ``ceiling``; the error never goes below ``1 - ceiling``.
+    and ``ceiling``; with ``invariance_share`` (D-share where the classifier is correct
+    but has an invariance example) the sum of the two is drawn too: the ceiling theorem
+    says it never goes below ``1 - ceiling``.
     """
     _require(rows, ["domain", "norm", "eps", "optimal_error", "ceiling"], "plot_finite_domain")
     panels = []
@@ -346,21 +349,26 @@ def plot_finite_domain(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
         if (r["domain"], r["norm"]) not in panels:
             panels.append((r["domain"], r["norm"]))
     ncols = min(4, len(panels))
-    fig, axes = _figure(int(np.ceil(len(panels) / ncols)), ncols, height_per_row=2.0)
+    fig, axes = _figure(int(np.ceil(len(panels) / ncols)), ncols, height_per_row=2.6)
     for ax, (dom, norm) in zip(axes.ravel(), panels, strict=False):
         sub = sorted(_select(rows, domain=dom, norm=norm), key=lambda r: _num(r["eps"]))
         eps = [_num(r["eps"]) for r in sub]
         ax.step(eps, [_num(r["optimal_error"]) for r in sub], where="post", marker=".",
                 color="C3", label="error of robust-optimal f (exact)")
+        if "invariance_share" in sub[0]:
+            ax.step(eps, [_num(r["optimal_error"]) + _num(r["invariance_share"]) for r in sub],
+                    where="post", marker="^", ms=3, ls="--", color="C2",
+                    label="error + share with an invariance ex. (exact)")
         ax.step(eps, [1 - _num(r["ceiling"]) for r in sub], where="post", ls=":", color="k",
-                label="1 - ceiling (exact)")
+                label="1 - ceiling (exact; a lower bound on the line above)")
         ax.set_ylim(-0.03, 1.03)
-        ax.set_title(f"{dom}, {norm}")
+        ax.set_title(f"{dom}\n{norm}")
         ax.set_xlabel(f"eps ({NORM_UNITS.get(norm, norm)})")
         ax.set_ylabel("error on D")
     for ax in axes.ravel()[len(panels):]:
         ax.axis("off")
-    axes[0, 0].legend(loc="upper left", frameon=False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=1, frameon=False)
     return save_figure(fig, stem)
 
 
