@@ -21,6 +21,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import os
 import time
 
 import numpy as np
@@ -80,6 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     sources, labels = test.images[idx], test.labels[idx]
     sel = np.arange(args.n_baseline)
 
+    load0 = os.getloadavg()[0]
     t0 = time.perf_counter()
     models = baseline_fit(train.images, train.labels)
     t_fit = time.perf_counter() - t0
@@ -101,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         for k, b in enumerate(base)
     )
     print(f"sources timed: {len(sel)} (published indices {idx[sel].tolist()})")
+    print(f"load average before/after (1 min): {load0:.1f} / {os.getloadavg()[0]:.1f}")
     print(f"baseline setup (NearestNeighbors.fit x10): {t_fit:.2f} s")
     print(f"project setup (NeighbourIndex):            {t_index:.2f} s")
     print(f"baseline per source: {t_base:.3f} s")

@@ -22,6 +22,7 @@ from simulations.mnist.linf_attack import (
     DEFAULT_TARGETS,
     LinfInvarianceAttack,
     check_targets,
+    compare_with_published,
     examples_from_neighbours,
     project_linf,
     select_targets,
@@ -484,3 +485,27 @@ def test_cli_linf_end_to_end(tmp_path, mnist_dir, published_dir, published, caps
                  "--data-dir", str(mnist_dir)])  # fmt: skip
     table = capsys.readouterr().out
     assert code == 0 and "linf/automated_eps03" in table and "21.00%" in table
+    code = main(["mnist", "reproduce-linf", "--published-dir", str(published_dir),
+                 "--data-dir", str(mnist_dir)])  # fmt: skip
+    report = capsys.readouterr().out
+    assert code == 0 and "eps=0.3 vs linf/automated_eps03: identical 100/100" in report
+    assert "eps=0.4 vs linf/automated_eps04: identical" in report
+
+
+def test_compare_with_published():
+    rng = np.random.default_rng(0)
+    pub8 = rng.integers(0, 256, (4, 28, 28)).astype(np.uint8)
+    ours = pub8 / 255.0
+    rep = compare_with_published(ours, pub8)
+    assert rep["identical"] == 4 and rep["mean_abs_diff"] == 0
+    ours[1, 0, 0] = (float(pub8[1, 0, 0]) + 3) / 255.0 if pub8[1, 0, 0] < 250 else 0.0
+    rep = compare_with_published(ours, pub8)
+    assert rep["identical"] == 3 and rep["max_abs_diff"] >= 3
+    pub32 = (ours * 255).astype(np.float32)
+    cands = np.stack([ours, 1 - ours], axis=1)
+    rep = compare_with_published(
+        ours, pub32, targets=[5, 5, 6, 5], candidates=cands, candidate_classes=[[5, 6]] * 4
+    )
+    assert rep["identical"] == 4 and rep["same_target"] == 3
+    with pytest.raises(ValueError, match="shapes"):
+        compare_with_published(ours[:2], pub8)

@@ -4,6 +4,7 @@ Commands::
 
     tradeoffs mnist download [--data-dir DIR]
     tradeoffs mnist published [--published-dir DIR] [--data-dir DIR]
+    tradeoffs mnist reproduce-linf [--eps 0.3 0.4] [--align] [--n-jobs N]
     tradeoffs mnist attack linf --eps 0.3 --indices published --out DIR
     tradeoffs mnist attack l0 ...          (when simulations/mnist/l0_attack.py exists)
 
@@ -185,6 +186,77 @@ def _cmd_linf(args: argparse.Namespace) -> int:
     return run_command(args, f"linf_eps{eps:g}", params, batch, indices=indices)
 
 
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import time
+
+    from simulations.mnist.alignment import NeighbourIndex, align_neighbours
+    from simulations.mnist.data import load_mnist
+    from simulations.mnist.linf_attack import (
+        check_radius,
+        compare_with_published,
+        examples_from_neighbours,
+        project_linf,
+    )
+    from simulations.mnist.published import (
+        find_published_dir,
+        load_npy,
+        load_published_examples,
+    )
+
+    radii = [check_radius(e) for e in args.eps]
+    folder, _ = find_published_dir(args.published_dir)
+    sets = load_published_examples(folder, data_dir=args.data_dir)
+    test = load_mnist("test", args.data_dir)
+    idx = load_npy(folder / "indexs.npy")
+    nns = load_npy(folder / "linf" / "all_nns.npy")
+    classes = load_npy(folder / "linf" / "all_y_nns.npy").astype(np.int64)
+    sources, labels = test.images[idx], test.labels[idx]
+    origin = "published all_nns.npy"
+    if args.align:
+        train = load_mnist("train", args.data_dir)
+        start = time.perf_counter()
+        ours = align_neighbours(
+            sources, labels, index=NeighbourIndex(train.images, train.labels), n_jobs=args.n_jobs
+        )
+        took = time.perf_counter() - start
+        same = int(np.all(ours.neighbours == nns, axis=(2, 3)).sum())
+        grids = load_npy(folder / "linf" / "all_grids_nns.npy")
+        same_t = int(np.all(ours.transforms == grids, axis=2).sum())
+        print(
+            f"step 1 on {len(idx)} sources ({took:.1f} s, n_jobs={args.n_jobs}): aligned "
+            f"neighbours identical to all_nns.npy: {same} of {nns.shape[0] * nns.shape[1]}; "
+            f"transforms identical to all_grids_nns.npy: {same_t}"
+        )
+        nns, classes, origin = ours.neighbours, ours.classes, "step 1 (this run)"
+    print(f"steps 2-3 from the aligned neighbours of {origin}:")
+    for eps in radii:
+        res = examples_from_neighbours(sources, labels, nns, classes, eps)
+        match = [
+            s for s in sets.values()
+            if s.name.startswith("linf/automated") and s.radius is not None
+            and abs(s.radius - eps) < 1e-9
+        ]  # fmt: skip
+        if not match:
+            print(f"  eps={eps:g}: no published automated set at this radius")
+            continue
+        pset = match[0]
+        cands = project_linf(res.sources[:, None], nns / 255.0, eps)
+        rep = compare_with_published(
+            res.examples,
+            load_npy(pset.files[0]),
+            targets=res.targets,
+            candidates=cands,
+            candidate_classes=classes,
+        )
+        print(
+            f"  eps={eps:g} vs {pset.name}: identical {rep['identical']:.0f}/{rep['n']:.0f}; "
+            f"pixels differing {rep['pixels_differing']:.2%}; mean |diff| "
+            f"{rep['mean_abs_diff']:.3f} grey levels (max {rep['max_abs_diff']:.0f}); "
+            f"same (inferred) target {rep['same_target']:.0f}/{rep['n']:.0f}"
+        )
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mnist",
@@ -202,6 +274,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = sub.add_parser("published", help="summarise the authors' released invariance examples")
     add_data_args(p)
     p.set_defaults(func=_cmd_published)
+
+    p = sub.add_parser(
+        "reproduce-linf",
+        help="compare the l-inf attack with the authors' released examples",
+        description="Run steps 2-3 of the l-inf attack on the published aligned neighbours "
+        "(or, with --align, on this package's step 1 over the 100 published sources) and "
+        "compare with the released automated examples at each radius.",
+    )
+    p.add_argument("--eps", type=float, nargs="+", default=[0.3, 0.4], help="radii")
+    p.add_argument("--align", action="store_true", help="also run step 1 (about a minute)")
+    p.add_argument("--n-jobs", type=int, default=1, help="joblib workers for step 1")
+    add_data_args(p)
+    p.set_defaults(func=_cmd_reproduce)
 
     attack = sub.add_parser("attack", help="run a model-free invariance attack")
     attack.set_defaults(_parser=attack)

@@ -51,6 +51,7 @@ __all__ = [
     "check_radius",
     "check_targets",
     "examples_from_neighbours",
+    "compare_with_published",
     "project_linf",
     "removed_ink",
     "select_targets",
@@ -360,3 +361,59 @@ class LinfInvarianceAttack:
         )
         result.alignment = alignment
         return result
+
+
+def compare_with_published(
+    examples: np.ndarray,
+    published: np.ndarray,
+    *,
+    targets: np.ndarray | None = None,
+    candidates: np.ndarray | None = None,
+    candidate_classes: np.ndarray | None = None,
+) -> dict[str, float]:
+    """How close examples in [0, 1] come to published ones stored as 0..255 values.
+
+    Each of ``examples`` is quantised the way the published array is stored (truncation
+    to float32 for float files, rounding for uint8) and compared pixel by pixel.
+
+    Parameters
+    ----------
+    examples : ndarray (n, 28, 28) in [0, 1]
+    published : ndarray (n, 28, 28)
+        The published array as stored (float32 0..255 or uint8).
+    targets, candidates, candidate_classes : ndarray, optional
+        Our target classes, and all candidate examples (n, m, 28, 28) in [0, 1] with
+        their classes: the published example's target is inferred as the class of the
+        candidate nearest to it (mean absolute difference), and compared with ours.
+
+    Returns
+    -------
+    dict
+        ``n``, ``identical`` (examples equal at storage precision), ``pixels_differing``
+        (fraction), ``mean_abs_diff`` and ``max_abs_diff`` (grey levels), and, with
+        candidates, ``same_target`` (count).
+    """
+    examples = np.asarray(examples, dtype=np.float64)
+    published = np.asarray(published)
+    if examples.shape != published.shape:
+        raise ValueError(f"shapes differ: {examples.shape} vs {published.shape}")
+
+    def quantise(a: np.ndarray) -> np.ndarray:
+        if published.dtype == np.uint8:
+            return np.floor(a * 255 + 0.5).astype(np.float64)
+        return (a * 255).astype(published.dtype).astype(np.float64)
+
+    ref = published.astype(np.float64)
+    diff = np.abs(quantise(examples) - ref)
+    out = {
+        "n": float(len(examples)),
+        "identical": float(np.all(diff == 0, axis=(1, 2)).sum()),
+        "pixels_differing": float((diff > 0).mean()),
+        "mean_abs_diff": float(diff.mean()),
+        "max_abs_diff": float(diff.max()),
+    }
+    if targets is not None and candidates is not None and candidate_classes is not None:
+        cand = np.abs(quantise(np.asarray(candidates)) - ref[:, None]).mean(axis=(2, 3))
+        inferred = np.asarray(candidate_classes)[np.arange(len(ref)), cand.argmin(axis=1)]
+        out["same_target"] = float((inferred == np.asarray(targets)).sum())
+    return out
