@@ -154,3 +154,8 @@ def test_glyph_attacks_table():
     assert all(r["oracle_changed"] > 0.5 for r in big)
     fd = res.figure_data
     assert fd["sources"].shape == fd["examples"].shape and len(fd["captions"]) <= 12
+    sm = _rows(res, "glyph_smallest")
+    assert len(sm) == 4
+    for r in sm:
+        if r["found"] > 0:  # no invariance example below the exact margin
+            assert r["min_ratio_to_margin"] >= 1.0 - 1e-9

@@ -52,6 +52,7 @@ from theory.distances import (
 from theory.examples import in_ball, is_invariance_example
 from theory.margins import ceiling_from_margins, good_radius_from_margins
 from theory.oracles import REJECT, predict
+from theory.results import proportion_estimate
 from theory.robust_accuracy import MASKS, robustness_report
 from theory.theorem import check_nn_direction, covering_radius
 from theory.toys import FAMILIES, FiniteDomain, ToyFamily, binary_images, get_family
@@ -608,6 +609,11 @@ def glyph_attacks(config: ToyConfig | None = None, *,
     for which the model kept its label (invariance success = changed and kept). Also
     the exact margin of each source bounds the attack from below: ``distortion >=
     r_O(x)`` whenever the label changed (column ``below_margin`` counts violations).
+
+    The second table, ``glyph_smallest``, is the search for the smallest change: per
+    model and norm, the share of sources for which some radius of the grid gives an
+    invariance example, and for those the smallest such radius next to the source's
+    exact margin ``r_O(x)`` (no change below it can alter the digit).
     """
     config = config or ToyConfig()
     fam = get_family("glyph-digits")
@@ -622,9 +628,11 @@ def glyph_attacks(config: ToyConfig | None = None, *,
     names = ["standard MLP", f"l-inf adv. trained MLP (eps={robust_eps:g})"]
     margins = {"linf": fam.margin(src, "linf"), "l0": fam.margin(src, "l0")}
     rows: list[Row] = []
+    smallest_rows: list[Row] = []
     picture = None
     for norm, radii in (("linf", linf_radii), ("l0", l0_budgets)):
-        for r in radii:
+        smallest = np.full((len(models), src.shape[0]), np.inf)
+        for r in sorted(radii):
             res = (linf_invariance_attack(src, src_y, pool, pool_y, float(r)) if norm == "linf"
                    else l0_invariance_attack(src, src_y, pool, pool_y, int(r)))
             for name, model in zip(names, models, strict=True):
@@ -640,8 +648,26 @@ def glyph_attacks(config: ToyConfig | None = None, *,
                 row["below_margin"] = int(np.sum(changed & (res["distortion"]
                                                             < margins[norm] - 1e-9)))
                 rows.append(row)
+                k = names.index(name)
+                hit = sc["masks"]["invariance"] & np.isinf(smallest[k])
+                smallest[k, hit] = float(r)
                 if norm == "linf" and abs(r - grid_eps) < 1e-9 and name == names[1]:
                     picture = (res, sc)
+        for k, name in enumerate(names):
+            found = np.isfinite(smallest[k])
+            q = _q(proportion_estimate(int(found.sum()), src.shape[0],
+                                       "share of sources with an invariance example on the "
+                                       "grid"), "found")
+            smallest_rows.append({
+                "model": name, "norm": norm, "n": int(src.shape[0]), **q,
+                "median_smallest_radius": float(np.median(smallest[k, found]))
+                if found.any() else None,
+                "median_exact_margin": float(np.median(margins[norm][found]))
+                if found.any() else None,
+                "min_ratio_to_margin": float(np.min(smallest[k, found] / margins[norm][found]))
+                if found.any() else None,
+                "grid": " ".join(f"{r:g}" for r in sorted(radii)),
+            })
     fig: dict[str, Any] = {"image_shape": fam.image_shape}
     if picture is not None:
         res, sc = picture
@@ -650,7 +676,7 @@ def glyph_attacks(config: ToyConfig | None = None, *,
         fig.update(sources=res["sources"][order], examples=res["examples"][order],
                    captions=[_caption(int(res["source_labels"][i]), int(o[i]), int(f[i]))
                              for i in order], eps=grid_eps, model=names[1])
-    return ExperimentResult({"glyph_attacks": rows}, fig)
+    return ExperimentResult({"glyph_attacks": rows, "glyph_smallest": smallest_rows}, fig)
 
 
 def _caption(src: int, oracle: int, model: int) -> str:
