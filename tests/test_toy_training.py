@@ -159,24 +159,38 @@ def test_mlp_input_gradient_matches_finite_differences(n_classes, activation):
     assert not gradient_matches_finite_differences(wrong_label, mlp, X[:6], y[:6])
 
 
-@settings(max_examples=30, deadline=None)
-@given(seed=st.integers(0, 10_000), norm=st.sampled_from(NORMS), eps=st.floats(0.0, 2.0))
-def test_projection_is_the_nearest_point_of_the_ball(seed, norm, eps):
+def is_nearest_point_projection(proj_fn, norm: str, eps: float, seed: int) -> bool:
+    """``proj_fn(X0, X, norm, eps)`` lands in the ball, is idempotent, and no random point
+    of the ball is nearer to ``X`` in l2 (the Euclidean projection, for every ball)."""
     rng = np.random.default_rng(seed)
     X0 = rng.normal(size=(5, 4))
     X = X0 + 2 * rng.normal(size=(5, 4))
-    Pj = project_ball(X0, X, norm, eps)
+    Pj = proj_fn(X0, X, norm, eps)
     r = np.linalg.norm(Pj - X0, ord=P[norm], axis=1)
-    assert np.all(r <= eps + 1e-9)
-    assert np.allclose(project_ball(X0, Pj, norm, eps), Pj)  # idempotent
-    # no random point of the ball is nearer (in l2, the projection's own metric for
-    # l2 and linf; for l1 the Euclidean projection onto the l1 ball)
+    ok = bool(np.all(r <= eps + 1e-9)) and np.allclose(proj_fn(X0, Pj, norm, eps), Pj)
     g = rng.standard_normal((400, 4))
     g *= (eps * rng.random((400, 1)) ** 0.25) / np.maximum(
         np.linalg.norm(g, ord=P[norm], axis=1, keepdims=True), 1e-300)
     for i in range(5):
         near = np.linalg.norm(X[i] - Pj[i])
-        assert np.all(np.linalg.norm(X[i] - (X0[i] + g), axis=1) >= near - 1e-9)
+        ok &= bool(np.all(np.linalg.norm(X[i] - (X0[i] + g), axis=1) >= near - 1e-9))
+    return ok
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 10_000), norm=st.sampled_from(NORMS), eps=st.floats(0.0, 2.0))
+def test_projection_is_the_nearest_point_of_the_ball(seed, norm, eps):
+    assert is_nearest_point_projection(project_ball, norm, eps, seed)
+
+
+def test_projection_check_catches_radial_scaling_in_l1():
+    def radial(X0, X, norm, eps):  # in the ball and idempotent, but not the nearest point
+        d = X - X0
+        n = np.abs(d).sum(axis=1, keepdims=True)
+        return X0 + d * np.minimum(1.0, eps / np.maximum(n, 1e-300))
+
+    assert is_nearest_point_projection(project_ball, "l1", 0.5, 0)
+    assert not is_nearest_point_projection(radial, "l1", 0.5, 0)
 
 
 def test_pgd_finds_errors_of_a_nonrobust_model_and_stays_in_the_ball():
