@@ -18,6 +18,7 @@ SUBCOMMANDS: list[str] = [
     "simulations.cli_theory",
     "simulations.toy.cli",
     "simulations.mnist.cli",
+    "simulations.reproduce",
 ]
 
 

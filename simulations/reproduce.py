@@ -1,0 +1,760 @@
+"""``tradeoffs reproduce``: the paper's experiments end to end, and ``REPORT.md``.
+
+Stages (each writes ``<out>/stages/<stage>.json`` as soon as it finishes; a rerun with
+the same configuration reuses finished stages, so an interrupted run resumes):
+
+1. ``toy`` -- the toy experiments' summary: good radii and the trade-off curves
+   (:mod:`simulations.toy.experiments`; ``ToyConfig.small()`` with ``--quick``);
+2. ``published`` -- the published human-labelled sets found, their label-change rates
+   (computed) beside the paper's (quoted), and the ceilings;
+3. ``models`` -- the model zoo, loaded from the cache (trained when missing unless
+   ``--no-train``); ``--quick`` uses only the ``tiny-*`` configurations;
+4. ``proxy`` -- the human-proxy labeller and its validation against the human labels;
+5. ``attack`` -- the project's l-inf invariance attack on the published source indices
+   (all 100, or a subset with ``--quick``): agreement with the published examples,
+   human labels where our example is identical to a published one, and the proxy
+   estimate of the label-change rate;
+6. ``eval-<model>`` -- per model: clean, PGD and certified accuracy on test images at
+   0.3 and 0.4, and agreement with humans / provably-wrong counts on each published set;
+7. figures and ``REPORT.md``; ``config.json`` holds the configuration and the command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from simulations.mnist.agreement import _jsonable
+
+__all__ = ["ReproduceConfig", "QUICK", "FULL", "PUBLISHED_RATES", "run_reproduction",
+           "add_parser"]
+
+#: The paper's label-change rates (share of invariance examples whose human label
+#: differs from the source's), quoted from Tramer et al. (2020), Section 4.
+PUBLISHED_RATES: dict[str, tuple[float, str]] = {
+    "linf/automated_eps03": (0.21, "automated l-inf attack, eps = 0.3"),
+    "linf/automated_eps04": (0.37, "automated l-inf attack, eps = 0.4"),
+    "linf/manual_eps04": (0.88, "manual l-inf attack, eps = 0.4"),
+    "l0/automated": (0.55, "automated l0 attack"),
+}
+
+FULL_MODELS = ("undefended", "pgd-0.1", "pgd-0.2", "pgd-0.3", "pgd-0.4", "ibp-0.1", "ibp-0.3",
+               "ibp-0.4", "logreg", "robust-linear-0.1", "robust-linear-0.3", "knn")
+QUICK_MODELS = ("tiny-standard", "tiny-pgd", "tiny-ibp", "tiny-logreg", "tiny-robust-linear",
+                "tiny-knn")
+
+
+@dataclass(frozen=True)
+class ReproduceConfig:
+    """What a reproduction run does (all of it is written to ``config.json``).
+
+    Attributes
+    ----------
+    quick : bool
+    models : tuple of str
+        Zoo configuration names (:data:`simulations.mnist.zoo.CONFIGS`).
+    proxy : str
+        Proxy configuration name (:data:`simulations.mnist.proxy.PROXY_CONFIGS`).
+    n_sources : int or None
+        Published source images attacked (the first ``n_sources``; ``None``: all).
+    attack_eps : tuple of float
+        Radii of the l-inf invariance attack.
+    n_test : int
+        First ``n_test`` MNIST test images for clean / PGD / certified accuracy.
+    eval_eps : tuple of float
+        Radii of the sensitivity evaluation.
+    pgd_steps, pgd_restarts : PGD used for empirical robust accuracy.
+    toy : {"small", "default", "none"}
+        Toy experiment sizes.
+    train_missing : bool
+        Train models missing from the cache (otherwise they are reported as missing).
+    seed : int
+    """
+
+    quick: bool = False
+    models: tuple[str, ...] = FULL_MODELS
+    proxy: str = "proxy"
+    n_sources: int | None = None
+    attack_eps: tuple[float, ...] = (0.3, 0.4)
+    n_test: int = 1000
+    eval_eps: tuple[float, ...] = (0.3, 0.4)
+    pgd_steps: int = 40
+    pgd_restarts: int = 5
+    toy: str = "default"
+    train_missing: bool = True
+    seed: int = 0
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from simulations.mnist.proxy import PROXY_CONFIGS
+        from simulations.mnist.zoo import CONFIGS
+
+        unknown = [m for m in self.models if m not in CONFIGS]
+        if unknown or not self.models:
+            raise ValueError(f"models must be zoo names, unknown: {unknown or '(none given)'}")
+        if self.proxy not in PROXY_CONFIGS:
+            raise ValueError(f"proxy must be one of {sorted(PROXY_CONFIGS)}, got {self.proxy!r}")
+        if self.n_sources is not None and self.n_sources < 1:
+            raise ValueError(f"n_sources must be >= 1, got {self.n_sources}")
+        for name in ("n_test", "pgd_steps", "pgd_restarts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.toy not in ("small", "default", "none"):
+            raise ValueError(f"toy must be 'small', 'default' or 'none', got {self.toy!r}")
+        for name in ("attack_eps", "eval_eps"):
+            vals = getattr(self, name)
+            if not vals or any(not 0 < float(e) <= 1 for e in vals):
+                raise ValueError(f"{name} must hold radii in (0, 1], got {vals}")
+
+    def to_dict(self) -> dict:
+        return json.loads(json.dumps(asdict(self)))
+
+    def digest(self, stage: str) -> str:
+        """Hash of the parts of the configuration a stage depends on."""
+        d = self.to_dict()
+        d.pop("extra", None)
+        return hashlib.sha256(json.dumps([stage, d], sort_keys=True).encode()).hexdigest()[:16]
+
+
+#: ``--quick``: tiny models (seconds), 20 sources, 200 test images, PGD-10 x 2.
+QUICK = ReproduceConfig(quick=True, models=QUICK_MODELS, proxy="proxy-tiny", n_sources=20,
+                        n_test=200, pgd_steps=10, pgd_restarts=2, toy="small")
+#: The full run (models from the cache; training the missing ones takes hours).
+FULL = ReproduceConfig()
+
+
+# --------------------------------------------------------------------------- helpers
+def _write_json(path: Path, data: Any) -> None:
+    from simulations.mnist.zoo import _atomic_write
+
+    text = json.dumps(_jsonable(data), indent=1, default=_default) + "\n"
+    _atomic_write(path, lambda p: p.write_text(text))
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class _Stages:
+    """Stage results on disk: reused when the stage's configuration digest matches."""
+
+    def __init__(self, out: Path, config: ReproduceConfig, progress: bool) -> None:
+        self.dir = out / "stages"
+        self.config = config
+        self.progress = progress
+        self.seconds: dict[str, float] = {}
+
+    def run(self, name: str, fn: Any, depends: str | None = None) -> dict:
+        path = self.dir / f"{name.replace('/', '_')}.json"
+        digest = self.config.digest(depends or name)
+        if path.exists():
+            data = json.loads(path.read_text())
+            if data.get("digest") == digest:
+                self._say(f"{name}: reused {path}")
+                self.seconds[name] = 0.0
+                return data["result"]
+        start = time.perf_counter()
+        result = _jsonable(fn())
+        self.seconds[name] = round(time.perf_counter() - start, 2)
+        _write_json(path, {"digest": digest, "stage": name, "seconds": self.seconds[name],
+                           "result": result})
+        self._say(f"{name}: {self.seconds[name]:.1f} s -> {path}")
+        return result
+
+    def _say(self, msg: str) -> None:
+        if self.progress:
+            print(msg, flush=True)
+
+
+# --------------------------------------------------------------------------- stages
+def _toy_stage(config: ReproduceConfig, out: Path) -> dict:
+    from simulations.toy.experiments import DEFAULT_TRADEOFFS, ToyConfig, good_norms, tradeoff
+    from simulations.toy.tables import write_table
+
+    toy = ToyConfig.small() if config.toy == "small" else ToyConfig(progress=False)
+    toy = replace(toy, seed=config.seed, progress=False)
+    # The linear specs are exact and fast; the MLP specs only in the full run.
+    specs = [s for s in DEFAULT_TRADEOFFS if s.model == "linear" or config.toy == "default"]
+    trade = tradeoff(specs, toy).tables["tradeoff"]
+    goods = good_norms(config=toy).tables["good_radii"]
+    write_table(trade, out / "toy", "tradeoff")
+    write_table(goods, out / "toy", "good_radii")
+    return {"toy_config": asdict(toy), "tradeoff": trade, "good_radii": goods}
+
+
+def _published_stage(sets: dict) -> dict:
+    from simulations.mnist.agreement import ceiling
+
+    rows = {}
+    for name, s in sets.items():
+        changed = s.human_changed
+        quoted = PUBLISHED_RATES.get(name)
+        rows[name] = {
+            "n": s.n, "norm": s.norm, "radius": s.radius,
+            "max_distortion": float(np.max(s.distortion)),
+            "human_change_rate": _share(changed, "human labels on the published examples "
+                                                 "(computed from the release)"),
+            "paper_rate": None if quoted is None else quoted[0],
+            "paper_description": None if quoted is None else quoted[1],
+            "ceiling": ceiling(s.human_labels, s.original_labels, radius=s.radius),
+        }
+    missing = {k: v for k, v in PUBLISHED_RATES.items() if k not in sets}
+    return {"sets": rows, "quoted_only": {k: {"paper_rate": v[0], "paper_description": v[1]}
+                                          for k, v in missing.items()}}
+
+
+def _share(mask: np.ndarray, method: str) -> Any:
+    from theory.results import proportion_estimate
+
+    return proportion_estimate(int(np.sum(mask)), int(mask.size), method)
+
+
+def _models_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any,
+                  progress: bool) -> tuple[dict, dict]:
+    from tqdm.auto import tqdm
+
+    from simulations.mnist.zoo import get_config, load_or_train
+
+    loaded, info = {}, {}
+    for name in tqdm(config.models, desc="models", disable=not progress):
+        cfg = get_config(name)
+        try:
+            tm = load_or_train(name, data_dir=data_dir, cache_dir=cache_dir,
+                               train_if_missing=config.train_missing)
+        except FileNotFoundError as exc:
+            info[name] = {"status": "missing", "message": str(exc), "config": cfg.to_dict()}
+            continue
+        loaded[name] = tm.model
+        info[name] = {"status": "cached" if tm.loaded_from_cache else "trained",
+                      "key": tm.key, "path": str(tm.path), "config": cfg.to_dict(),
+                      "metrics": {k: v for k, v in tm.metrics.items() if k != "history"}}
+    return loaded, info
+
+
+def _attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: dict,
+                  data_dir: Any, published_dir: Any, n_jobs: int) -> tuple[dict, dict]:
+    from simulations.mnist.data import load_mnist
+    from simulations.mnist.linf_attack import (
+        LinfInvarianceAttack,
+        compare_with_published,
+        examples_from_neighbours,
+    )
+    from simulations.mnist.proxy import proxy_estimate
+    from simulations.mnist.published import load_npy, published_indices
+
+    idx = published_indices(published_dir)
+    if config.n_sources is not None:
+        idx = idx[: config.n_sources]
+    train = load_mnist("train", data_dir)
+    test = load_mnist("test", data_dir)
+    sources, labels = test.images[idx], test.labels[idx]
+    attack = LinfInvarianceAttack(train.images, train.labels, eps=config.attack_eps[0],
+                                  n_jobs=n_jobs)
+    start = time.perf_counter()
+    aligned = attack.align(sources, labels)
+    align_seconds = time.perf_counter() - start
+    out: dict[str, Any] = {"indices": idx.tolist(), "n_sources": len(idx),
+                           "alignment_seconds": round(align_seconds, 2), "radii": {}}
+    arrays: dict[str, Any] = {}
+    for eps in config.attack_eps:
+        res = examples_from_neighbours(sources, labels, aligned.neighbours, aligned.classes, eps)
+        est = proxy_estimate(proxy, res.examples, labels, validation,
+                             what=f"our l-inf invariance examples at eps={eps:g}")
+        entry: dict[str, Any] = {"eps": eps, "max_distortion": float(res.distortion.max()),
+                                 "proxy_label_change_rate": est["label_change_rate"]}
+        match = [s for s in sets.values() if s.name.startswith("linf/automated")
+                 and s.radius is not None and abs(s.radius - eps) < 1e-9]
+        if match:
+            pset = match[0]
+            published = load_npy(Path(pset.files[0]))[: len(idx)]
+            same = np.array([compare_with_published(res.examples[i:i + 1],
+                                                    published[i:i + 1])["identical"] == 1
+                             for i in range(len(idx))])
+            human = pset.human_labels[: len(idx)]
+            entry["published_set"] = pset.name
+            entry["identical_to_published"] = int(same.sum())
+            if same.any():
+                entry["human_label_change_rate_on_identical"] = _share(
+                    human[same] != labels[same],
+                    "human labels of the published examples identical to ours")
+            entry["proxy_vs_human_on_these_sources"] = _share(
+                est["proxy_labels"] == human,
+                "proxy label equals the human label of the published example "
+                "(same source; identical example where counted above)")
+        arrays[eps] = {"sources": sources, "examples": res.examples, "labels": labels,
+                       "proxy": est["proxy_labels"]}
+        out["radii"][f"{eps:g}"] = entry
+    return out, arrays
+
+
+def _eval_stage(name: str, model: Any, sets: dict, config: ReproduceConfig,
+                test_images: np.ndarray, test_labels: np.ndarray) -> dict:
+    from simulations.mnist.agreement import PGDSettings, evaluate_models
+
+    pgd = PGDSettings(steps=config.pgd_steps, restarts=config.pgd_restarts, seed=config.seed)
+    res = evaluate_models({name: model}, sets, pgd=pgd,
+                          test_images=test_images[: config.n_test],
+                          test_labels=test_labels[: config.n_test],
+                          test_eps=tuple(config.eval_eps))
+    return res["models"][name]
+
+
+# --------------------------------------------------------------------------- figures
+def _training_eps(info: dict) -> float:
+    cfg = info["config"]
+    return float(cfg.get("eps", 0.0)) if cfg["method"] in ("pgd", "ibp", "robust_linear") \
+        else 0.0
+
+
+def _family(info: dict) -> str:
+    m = info["config"]["method"]
+    return {"standard": "CNN (PGD family, eps 0)", "pgd": "CNN, PGD training",
+            "ibp": "CNN, IBP training", "logreg": "linear", "robust_linear": "linear",
+            "knn": "kNN"}[m]
+
+
+def _value(q: dict | None) -> float:
+    return float("nan") if q is None else float(q["value"])
+
+
+def _figures(out: Path, evals: dict, info: dict, published: dict, toy: dict | None,
+             grid: dict | None) -> list[str]:
+    from simulations import plotting
+
+    figs = out / "figures"
+    written: list[Path] = []
+    sets = list(published["sets"])
+    # 1. agreement against training eps
+    fig, axes = plotting._figure(1, max(1, len(sets)), width=3.4 * max(1, len(sets)),
+                                 height_per_row=2.8)
+    for ax, sname in zip(axes.ravel(), sets, strict=False):
+        for fam, marker, colour in (("standard+pgd", "o", "C0"), ("ibp", "s", "C3"),
+                                    ("linear", "^", "C2")):
+            methods = {"standard+pgd": ("standard", "pgd"), "ibp": ("ibp",),
+                       "linear": ("logreg", "robust_linear")}[fam]
+            pts = sorted((_training_eps(info[m]), evals[m]["published"][sname])
+                         for m in evals if info[m]["config"]["method"] in methods)
+            if fam == "ibp":  # the undefended CNN is the eps = 0 point of both CNN families
+                pts = sorted(pts + [(0.0, evals[m]["published"][sname]) for m in evals
+                                    if info[m]["config"]["method"] == "standard"],
+                             key=lambda p: p[0])
+            if not pts:
+                continue
+            x = [p[0] for p in pts]
+            ax.plot(x, [_value(p[1]["agreement_label_changed"]) for p in pts], "-",
+                    marker=marker, color=colour, label=f"{fam}: on label-changed")
+            ax.plot(x, [_value(p[1]["agreement"]) for p in pts], ":", marker=marker,
+                    color=colour, label=f"{fam}: overall")
+        ax.set_title(sname)
+        ax.set_xlabel("training radius eps (l-inf)")
+        ax.set_ylabel("agreement with human labels")
+        ax.set_ylim(-0.03, 1.03)
+    handles, labels = axes.ravel()[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, frameon=False)
+    fig.suptitle("Agreement with humans on invariance examples against training eps")
+    written += plotting.save_figure(fig, figs / "agreement_vs_eps")
+    # 2. robust accuracy against agreement (the trade-off as a scatter)
+    linf_sets = [s for s in sets if published["sets"][s]["norm"] == "linf"
+                 and published["sets"][s]["radius"] is not None]
+    if linf_sets:
+        fig, axes = plotting._figure(1, len(linf_sets), width=3.4 * len(linf_sets),
+                                     height_per_row=2.8)
+        for ax, sname in zip(axes.ravel(), linf_sets, strict=False):
+            radius = published["sets"][sname]["radius"]
+            for m, e in evals.items():
+                test = {round(t["eps"], 6): t for t in e.get("test", [])}
+                t = test.get(round(radius, 6))
+                y = _value(t and t["pgd_robust_accuracy"]) if t else float("nan")
+                if not np.isfinite(y) and t:
+                    y = _value(t["certified_robust_accuracy"])
+                x = _value(e["published"][sname]["agreement_label_changed"])
+                ax.scatter([x], [y], s=18)
+                ax.annotate(m, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            ceil = published["sets"][sname]["ceiling"]["value"]
+            ax.axhline(ceil, color="k", ls=":", lw=1.2, label="ceiling (human labels)")
+            ax.set_xlabel(f"agreement on label-changed examples ({sname})")
+            ax.set_ylabel(f"PGD robust accuracy at eps={radius:g} (test)")
+            ax.set_xlim(-0.03, 1.03)
+            ax.set_ylim(-0.03, 1.03)
+        handles, labels = axes.ravel()[0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="outside lower center", frameon=False)
+        fig.suptitle("Sensitivity robustness against invariance (agreement with humans)")
+        written += plotting.save_figure(fig, figs / "robust_vs_agreement")
+    # 3. example grid
+    if grid is not None:
+        written += plotting.plot_image_grid(
+            np.asarray(grid["sources"]).reshape(len(grid["captions"]), -1),
+            np.asarray(grid["examples"]).reshape(len(grid["captions"]), -1),
+            grid["captions"], (28, 28), figs / "examples_grid", title=grid["title"])
+    # 4. toy trade-off curve beside the MNIST one
+    if toy is not None and evals:
+        written += _side_by_side(figs / "toy_vs_mnist", toy, evals, info, published)
+    return [str(p.relative_to(out)) for p in written if p.suffix == ".png"]
+
+
+def _side_by_side(stem: Path, toy: dict, evals: dict, info: dict, published: dict) -> list:
+    from simulations import plotting
+
+    fig, axes = plotting._figure(1, 2, width=7.6, height_per_row=3.0)
+    rows = [r for r in toy["tradeoff"] if r["family"] == "overly-robust"
+            and r["model"] == "linear" and r["norm"] == "linf"]
+    rows.sort(key=lambda r: r["eps"])
+    ax = axes[0, 0]
+    eps = [r["eps"] for r in rows]
+    for q in ("sensitivity_robust", "invariance_robust", "real_robust"):
+        ax.plot(eps, [r[q] for r in rows], marker=".", color=plotting.COLORS[q],
+                label=plotting.LABELS[q])
+    ax.plot(eps, [r["ceiling"] for r in rows], ":", color="k", label="ceiling")
+    ax.set_title("toy: overly-robust family, linear, l-inf (exact)")
+    ax.set_xlabel("train = test radius eps")
+    ax.set_ylabel("share of test inputs")
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=6, frameon=False)
+    ax = axes[0, 1]
+    sname = next((s for s in published["sets"] if s == "linf/automated_eps04"),
+                 next(iter(published["sets"])))
+    radius = published["sets"][sname]["radius"] or 0.4
+    pts = []
+    for m, e in evals.items():
+        if info[m]["config"]["method"] not in ("standard", "pgd", "ibp"):
+            continue
+        test = {round(t["eps"], 6): t for t in e.get("test", [])}
+        t = test.get(round(radius, 6))
+        pts.append((_training_eps(info[m]), m,
+                    _value(t["pgd_robust_accuracy"]) if t else float("nan"),
+                    _value(e["published"][sname]["agreement_label_changed"])))
+    pts.sort()
+    ax.plot([p[0] for p in pts], [p[2] for p in pts], "o", color=plotting.COLORS[
+        "sensitivity_robust"], label=f"PGD robust acc. at {radius:g} (sensitivity)")
+    ax.plot([p[0] for p in pts], [p[3] for p in pts], "s", color=plotting.COLORS[
+        "invariance_robust"], label="agreement on label-changed (invariance)")
+    for p in pts:
+        ax.annotate(p[1], (p[0], p[2]), fontsize=5, xytext=(2, 2), textcoords="offset points")
+    ax.axhline(published["sets"][sname]["ceiling"]["value"], color="k", ls=":",
+               label="ceiling (human labels)")
+    ax.set_title(f"MNIST: CNNs, {sname}")
+    ax.set_xlabel("training radius eps (l-inf)")
+    ax.set_ylim(-0.03, 1.03)
+    ax.legend(fontsize=6, frameon=False)
+    fig.suptitle("The trade-off: toy (exact) and MNIST (measured)")
+    return plotting.save_figure(fig, stem)
+
+
+def _example_grid(sets: dict, proxy: Any, models: dict, k: int = 12) -> dict | None:
+    from simulations.mnist.models import to_model_input
+
+    pset = next((s for n, s in sets.items() if n.startswith("linf")), None)
+    if pset is None or not models:
+        return None
+    changed = np.flatnonzero(pset.human_changed)
+    pick = np.concatenate([changed, np.flatnonzero(~pset.human_changed)])[:k]
+    x = to_model_input(pset.examples[pick])
+    name = next((m for m in ("pgd-0.4", "pgd-0.3", "ibp-0.4", "tiny-pgd") if m in models),
+                next(iter(models)))
+    mlab = models[name].predict(x)
+    plab = proxy.predict(x)
+    captions = [f"H{h} P{p} M{m} (src {o})" for h, p, m, o in
+                zip(pset.human_labels[pick], plab, mlab, pset.original_labels[pick],
+                    strict=True)]
+    src = np.asarray(pset.sources[pick], dtype=np.float64)
+    ex = np.asarray(pset.examples[pick], dtype=np.float64)
+    if src.max() > 1:
+        src = src / 255.0
+    if ex.max() > 1:
+        ex = ex / 255.0
+    return {"sources": src, "examples": ex, "captions": captions,
+            "title": f"{pset.name}: H = human, P = proxy, M = {name}; label-changed first"}
+
+
+# --------------------------------------------------------------------------- report
+def _fmt(q: dict | None, pct: bool = False) -> str:
+    if q is None:
+        return "-"
+    v = q["value"]
+    if q.get("kind") == "estimate" and q.get("low") is not None:
+        return f"{v:.3f} [{q['low']:.2f}, {q['high']:.2f}]"
+    return f"{v:.3f}" if not float(v).is_integer() else f"{int(v)}"
+
+
+def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
+    pub, info, evals = res["published"], res["models"], res["evals"]
+    lines = [
+        "# Reproduction report: Tramer et al. (ICML 2020) on MNIST and the toy families",
+        "",
+        f"Command: `{command}`  ",
+        f"Configuration: `config.json` ({'quick' if config.quick else 'full'} run; stage "
+        "results with their configuration digests in `stages/`).  ",
+        "Every interval is a 95% Clopper-Pearson interval (estimate); counts are exact; "
+        "PGD accuracy is an upper bound on the sample's robust accuracy, certified accuracy a "
+        "lower bound (exact for linear models).",
+        "",
+    ]
+    if config.quick:
+        lines += ["**Quick run**: tiny models (800 training images, one epoch), a subset of "
+                  "sources and test images, weak PGD. Its numbers exercise the pipeline and say "
+                  "nothing about the paper's claims; run `tradeoffs reproduce --out results/` "
+                  "for the measured results.", ""]
+    lines += ["## Label-change rates of the invariance attacks", "",
+              "| set | paper (quoted) | human labels of the release (computed) | "
+              "ceiling on real robust accuracy |", "|---|---|---|---|"]
+    for name, r in pub["sets"].items():
+        paper = "-" if r["paper_rate"] is None else f"{r['paper_rate']:.0%}"
+        lines.append(f"| {name} | {paper} | {_fmt(r['human_change_rate'])} | "
+                     f"{_fmt(r['ceiling'])} |")
+    for name, r in pub["quoted_only"].items():
+        lines.append(f"| {name} (not in the data folder) | {r['paper_rate']:.0%} (quoted) | "
+                     "not available | - |")
+    lines += ["", "The ceiling (\"maximal real robust accuracy\") is the share of sources whose "
+              "human label did not change: no classifier can be correct and constant on a ball "
+              "that holds a label-changed example, so it bounds real robust accuracy at that "
+              "radius (upper bound on the sample; the interval is for the population).", ""]
+    lines += ["## Models: sensitivity and invariance", "",
+              f"Test accuracies on the first {config.n_test} MNIST test images; PGD-"
+              f"{config.pgd_steps} with {config.pgd_restarts} random restarts. Agreement "
+              "columns: all examples / label-changed examples of each published set; "
+              "`prov. wrong` = certified at the source and human label changed (exact).", ""]
+    sets = list(pub["sets"])
+    head = ["model", "train eps", "clean"]
+    for e in config.eval_eps:
+        head += [f"PGD {e:g}", f"cert. {e:g}"]
+    for s in sets:
+        head += [f"agree {s}", f"agree chg {s}", f"prov. wrong {s}"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, i in info.items():
+        if m not in evals:
+            lines.append(f"| {m} | - | {i['status']}: not evaluated |" + " |" * (len(head) - 3))
+            continue
+        e = evals[m]
+        tests = e.get("test", [])
+        row = [m, f"{_training_eps(i):g}", _fmt(tests[0]["clean_accuracy"]) if tests else "-"]
+        for t in tests:
+            row += [_fmt(t["pgd_robust_accuracy"]), _fmt(t["certified_robust_accuracy"])]
+        for s in sets:
+            p = e["published"][s]
+            pw = p["provably_wrong"]
+            row += [_fmt(p["agreement"]), _fmt(p["agreement_label_changed"]),
+                    "-" if pw is None else f"{int(pw['value'])}/{p['n_label_changed']}"]
+        lines.append("| " + " | ".join(row) + " |")
+    prox = res["proxy"]
+    lines += ["", "## The human-proxy labeller", "",
+              f"`{prox['name']}`: {prox['description']}", "",
+              "| set | agreement with humans | on label-changed | on unchanged | proxy "
+              "change rate | human change rate |", "|---|---|---|---|---|---|"]
+    for name, r in [*prox["validation"]["sets"].items(), ("pooled", prox["validation"]["pooled"])]:
+        lines.append(f"| {name} | {_fmt(r['agreement'])} | {_fmt(r['agreement_label_changed'])}"
+                     f" | {_fmt(r['agreement_unchanged'])} | {_fmt(r['proxy_change_rate'])} | "
+                     f"{_fmt(r['human_change_rate'])} |")
+    att = res["attack"]
+    lines += ["", "## The project's l-inf invariance attack on the published sources", "",
+              f"{att['n_sources']} sources (the first of `indexs.npy`); alignment "
+              f"{att['alignment_seconds']:.1f} s.", "",
+              "| eps | identical to published | human change rate (identical examples) | "
+              "proxy estimate of the change rate | proxy = human label |",
+              "|---|---|---|---|---|"]
+    for e, r in att["radii"].items():
+        ident = (f"{r['identical_to_published']}/{att['n_sources']}"
+                 if "identical_to_published" in r else "no published set")
+        lines.append(f"| {e} | {ident} | {_fmt(r.get('human_label_change_rate_on_identical'))}"
+                     f" | {_fmt(r['proxy_label_change_rate'])} (proxy estimate) | "
+                     f"{_fmt(r.get('proxy_vs_human_on_these_sources'))} |")
+    lines += ["", "Proxy estimates are the proxy's labels, not human labels; read them with the "
+              "proxy's validated agreement above."]
+    if res.get("toy"):
+        lines += ["", "## Toy summary (exact where stated)", "",
+                  "| family | norm | good radius | kind |", "|---|---|---|---|"]
+        for r in res["toy"]["good_radii"]:
+            lines.append(f"| {r['family']} | {r['norm']} | {r['good_radius']:.4g} | "
+                         f"{r.get('good_radius_kind', '')} |")
+        lines += ["", "Trade-off tables: `toy/tradeoff.csv`."]
+    lines += ["", "## Figures", ""]
+    lines += [f"![{Path(f).stem}]({f})" for f in res["figures"]]
+    lines += ["", "## Provenance", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in res["seconds"].items()]
+    lines += ["", "Models (zoo cache keys hash the full configuration and the training data):",
+              ""]
+    for m, i in info.items():
+        lines.append(f"- `{m}`: {i['status']}" + (f", key `{i['key']}`" if "key" in i else ""))
+    return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- driver
+def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
+                     data_dir: Any = None, published_dir: Any = None, cache_dir: Any = None,
+                     n_jobs: int = 1, progress: bool = True, command: str = "",
+                     threads: int | None = 1) -> dict:
+    """Run every stage, write figures, ``config.json`` and ``REPORT.md`` under ``out``.
+
+    ``threads`` caps torch's intra-op threads (``None``: leave torch's setting); one
+    thread is fastest on a shared 2-core machine.
+
+    Returns the collected results (what the report is made of).
+    """
+    from simulations.mnist.data import load_mnist
+    from simulations.mnist.proxy import PROXY_CONFIGS, load_or_train_proxy, validate_proxy
+    from simulations.mnist.published import find_published_dir, load_published_examples
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if threads is not None:
+        _set_threads(threads)
+    folder, origin = find_published_dir(published_dir)
+    _write_json(out / "config.json", {"command": command, "config": config.to_dict(),
+                                      "published_dir": str(folder),
+                                      "published_dir_origin": origin,
+                                      "data_dir": None if data_dir is None else str(data_dir),
+                                      "cache_dir": None if cache_dir is None else str(cache_dir)})
+    stages = _Stages(out, config, progress)
+    res: dict[str, Any] = {}
+    if config.toy != "none":
+        res["toy"] = stages.run("toy", lambda: _toy_stage(config, out))
+    sets = load_published_examples(folder, data_dir=data_dir)
+    if not sets:
+        raise FileNotFoundError(f"no published set found in {folder}")
+    res["published"] = stages.run("published", lambda: _published_stage(sets))
+    start = time.perf_counter()
+    models, info = _models_stage(config, data_dir, cache_dir, progress)
+    stages.seconds["models"] = round(time.perf_counter() - start, 2)
+    res["models"] = info
+    if not models:
+        raise ValueError(f"no model of {list(config.models)} is available in the cache; "
+                         "train them (drop --no-train) or choose others with --models")
+    start = time.perf_counter()
+    proxy = load_or_train_proxy(config.proxy, data_dir=data_dir, cache_dir=cache_dir)
+    stages.seconds["proxy training/loading"] = round(time.perf_counter() - start, 2)
+    pcfg = PROXY_CONFIGS[config.proxy]
+    res["proxy"] = stages.run("proxy", lambda: {
+        "name": pcfg.name, "config": pcfg.to_dict(), "keys": proxy.keys,
+        "description": (f"{pcfg.n_members} proxy_cnn members (width {pcfg.width}, seeds "
+                        f"{pcfg.seed}..{pcfg.seed + pcfg.n_members - 1}), {pcfg.epochs} epochs "
+                        f"on {pcfg.n_train or 60000} MNIST training images with rotation <= "
+                        f"{pcfg.max_rotation:g} deg, scaling +-{pcfg.max_scale:g}, shifts <= "
+                        f"{pcfg.max_shift:g} px, elastic deformation <= "
+                        f"{pcfg.elastic_alpha:g} px; independent of the evaluated models and "
+                        "of the l0 attack's judge (architecture, seeds, augmentation)."),
+        "validation": validate_proxy(proxy, sets)}, depends=f"proxy:{config.proxy}")
+    # The attack's arrays are needed only for the report numbers, which the stage stores.
+    res["attack"] = stages.run("attack", lambda: _attack_stage(
+        config, sets, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs)[0])
+    test = load_mnist("test", data_dir)
+    res["evals"] = {}
+    from tqdm.auto import tqdm
+
+    for name in tqdm(list(models), desc="evaluation", disable=not progress):
+        res["evals"][name] = stages.run(
+            f"eval-{name}",
+            lambda name=name: _eval_stage(name, models[name], sets, config, test.images,
+                                          test.labels),
+            depends=f"eval:{name}:{info[name].get('key')}")
+    start = time.perf_counter()
+    grid = _example_grid(sets, proxy, models)
+    res["figures"] = _figures(out, res["evals"], info, res["published"], res.get("toy"), grid)
+    stages.seconds["figures"] = round(time.perf_counter() - start, 2)
+    res["seconds"] = stages.seconds
+    _write_json(out / "results.json", res)
+    report = _report(out, command, config, res)
+    from simulations.mnist.zoo import _atomic_write
+
+    _atomic_write(out / "REPORT.md", lambda p: p.write_text(report))
+    if progress:
+        print(f"wrote {out / 'REPORT.md'}")
+    return res
+
+
+def _set_threads(threads: int) -> None:
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    try:
+        import torch
+    except ImportError:  # pragma: no cover
+        return
+    torch.set_num_threads(int(threads))
+
+
+def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
+    base = QUICK if args.quick else FULL
+    over: dict[str, Any] = {}
+    if args.models:
+        over["models"] = tuple(args.models)
+    for name in ("n_sources", "n_test", "pgd_steps", "pgd_restarts", "proxy", "toy"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    if args.no_train:
+        over["train_missing"] = False
+    over["seed"] = args.seed
+    return replace(base, **over)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, rebuilt from the parsed options."""
+    parts = ["tradeoffs", "reproduce", "--out", str(args.out)]
+    if args.quick:
+        parts.append("--quick")
+    for opt in ("data_dir", "published_dir", "cache_dir", "proxy", "n_sources", "n_test",
+                "pgd_steps", "pgd_restarts", "toy"):
+        if getattr(args, opt) is not None:
+            parts += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+    if args.models:
+        parts += ["--models", *args.models]
+    if args.no_train:
+        parts.append("--no-train")
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    if args.n_jobs == 0:
+        raise ValueError("--n-jobs must not be 0")
+    config = _config_from_args(args)
+    run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
+                     cache_dir=args.cache_dir, n_jobs=args.n_jobs,
+                     progress=not args.no_progress, command=_command_line(args),
+                     threads=args.threads)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``tradeoffs reproduce``."""
+    p = subparsers.add_parser(
+        "reproduce",
+        help="run the toy and MNIST experiments end to end and write REPORT.md",
+        description="Toy summary, the l-inf invariance attack on the published sources, the "
+                    "model zoo (cached), sensitivity and invariance evaluations, the proxy "
+                    "labeller, figures and REPORT.md. --quick: tiny models, under 3 minutes.")
+    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny models, 20 sources, 200 test images, weak PGD (smoke run)")
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: "
+                   "$INVARIANCE_TRADEOFFS_DATA, then the cache)")
+    p.add_argument("--published-dir", default=None, help="folder of the published release")
+    p.add_argument("--cache-dir", default=None, help="model cache (default: the zoo cache)")
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                   help="zoo models to evaluate (default: all full ones; tiny with --quick)")
+    p.add_argument("--proxy", default=None, help="proxy configuration name")
+    p.add_argument("--n-sources", type=int, default=None, help="published sources attacked")
+    p.add_argument("--n-test", type=int, default=None, help="test images for accuracies")
+    p.add_argument("--pgd-steps", type=int, default=None)
+    p.add_argument("--pgd-restarts", type=int, default=None)
+    p.add_argument("--toy", choices=("small", "default", "none"), default=None)
+    p.add_argument("--no-train", action="store_true",
+                   help="do not train models missing from the cache (report them as missing)")
+    p.add_argument("--n-jobs", type=int, default=1, help="workers for the alignment search")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd)

@@ -1,0 +1,116 @@
+"""``tradeoffs reproduce``: configuration, the new zoo entries, and a reduced quick run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from simulations.mnist.zoo import (
+    CONFIGS,
+    IBP_TRAINING_RADII,
+    PGD_TRAINING_RADII,
+    TrainConfig,
+    config_key,
+    get_config,
+)
+from simulations.reproduce import FULL, PUBLISHED_RATES, QUICK, ReproduceConfig
+
+
+def test_pgd_and_ibp_sweeps_are_registered_valid_and_distinct():
+    names = [f"pgd-{e}" for e in PGD_TRAINING_RADII] + [f"ibp-{e}" for e in IBP_TRAINING_RADII]
+    assert set(names) == {"pgd-0.1", "pgd-0.2", "pgd-0.3", "pgd-0.4", "ibp-0.1", "ibp-0.3",
+                          "ibp-0.4"}
+    keys = set()
+    for name in names:
+        cfg = get_config(name)
+        assert cfg.method == name.split("-")[0]
+        assert cfg.eps == float(name.split("-")[1])
+        assert cfg.arch == "small_cnn" and cfg.n_train is None and cfg.budget_minutes == 15
+        if cfg.method == "pgd":
+            assert cfg.pgd_step_size == pytest.approx(cfg.eps / 3, abs=1e-4)
+        assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+        keys.add(config_key(cfg, "same data"))
+    assert len(keys) == len(names)
+    # The two configurations trained before the sweep existed keep their definitions
+    # (and hence their cache keys).
+    assert get_config("pgd-0.3") == TrainConfig(
+        "pgd-0.3", "pgd", arch="small_cnn", epochs=8, lr=1e-3, lr_decay_epochs=(6,), eps=0.3,
+        pgd_steps=7, pgd_step_size=0.1, ramp_fraction=0.2, budget_minutes=15)
+    assert get_config("ibp-0.4") == TrainConfig(
+        "ibp-0.4", "ibp", arch="small_cnn", epochs=20, lr=1e-3, lr_decay_epochs=(15, 18),
+        eps=0.4, warmup_fraction=0.03, ramp_fraction=0.5, kappa_final=0.5, budget_minutes=15)
+
+
+def test_quick_uses_only_tiny_models_and_full_only_real_ones():
+    assert all(m.startswith("tiny-") for m in QUICK.models)
+    assert QUICK.proxy == "proxy-tiny" and QUICK.n_sources == 20
+    assert not any(m.startswith("tiny-") for m in FULL.models)
+    assert all(m in CONFIGS for m in FULL.models)
+    assert set(PUBLISHED_RATES) >= {"linf/automated_eps03", "linf/automated_eps04"}
+
+
+def test_config_validation_and_stage_digests():
+    with pytest.raises(ValueError, match="unknown"):
+        ReproduceConfig(models=("nope",))
+    with pytest.raises(ValueError, match="proxy"):
+        ReproduceConfig(proxy="nope")
+    with pytest.raises(ValueError, match="n_test"):
+        ReproduceConfig(n_test=0)
+    with pytest.raises(ValueError, match="toy"):
+        ReproduceConfig(toy="huge")
+    with pytest.raises(ValueError, match="attack_eps"):
+        ReproduceConfig(attack_eps=(1.5,))
+    assert QUICK.digest("toy") != QUICK.digest("attack")
+    assert QUICK.digest("toy") != replace(QUICK, seed=1).digest("toy")
+    assert QUICK.digest("toy") == replace(QUICK).digest("toy")
+
+
+def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, published_dir,
+                                                               tmp_path, capsys):
+    pytest.importorskip("torch")
+    from simulations.cli import main
+
+    out = tmp_path / "res"
+    argv = ["reproduce", "--quick", "--out", str(out), "--data-dir", str(mnist_dir),
+            "--published-dir", str(published_dir), "--cache-dir", str(tmp_path / "cache"),
+            "--models", "tiny-logreg", "tiny-standard", "--n-sources", "3", "--n-test", "40",
+            "--pgd-steps", "2", "--pgd-restarts", "1", "--no-progress"]
+    assert main(argv) == 0
+    report = (out / "REPORT.md").read_text()
+    assert "| model | train eps | clean | PGD 0.3 | cert. 0.3 | PGD 0.4 | cert. 0.4 |" in report
+    assert "| tiny-logreg | 0 |" in report and "| tiny-standard | 0 |" in report
+    assert "| linf/automated_eps03 | 21% | 0.210 [0.13, 0.30] | 0.790 [0.70, 0.87] |" in report
+    assert "(quoted)" in report and "proxy estimate" in report
+    assert "tradeoffs reproduce --out" in report and "--quick" in report
+    for stem in ("agreement_vs_eps", "robust_vs_agreement", "examples_grid", "toy_vs_mnist"):
+        assert (out / "figures" / f"{stem}.png").stat().st_size > 1000
+        assert f"figures/{stem}.png" in report
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["config"]["models"] == ["tiny-logreg", "tiny-standard"]
+    assert cfg["config"]["n_sources"] == 3 and cfg["command"].startswith("tradeoffs reproduce")
+    results = json.loads((out / "results.json").read_text())
+    assert results["attack"]["n_sources"] == 3
+    # our examples at 0.3 reproduce the published ones, so the human labels transfer
+    assert results["attack"]["radii"]["0.3"]["identical_to_published"] == 3
+    ev = results["evals"]["tiny-logreg"]["published"]["linf/automated_eps03"]
+    assert ev["n"] == 100 and ev["provably_wrong"]["kind"] == "exact"
+    # A rerun resumes: every stage is reused and the report is the same.
+    assert main(argv) == 0
+    assert (out / "REPORT.md").read_text().split("## Figures")[0] == report.split(
+        "## Figures")[0]
+
+
+def test_missing_models_are_reported_not_trained_with_no_train(mnist_dir, published_dir,
+                                                               tmp_path):
+    pytest.importorskip("torch")
+    from simulations.reproduce import run_reproduction
+
+    config = replace(QUICK, models=("tiny-logreg", "tiny-knn"), n_sources=2, n_test=20,
+                     pgd_steps=1, pgd_restarts=1, toy="none", train_missing=False)
+    with pytest.raises(ValueError, match="no model"):
+        # with nothing trained there is nothing to evaluate
+        run_reproduction(config, tmp_path / "r", data_dir=mnist_dir,
+                         published_dir=published_dir, cache_dir=tmp_path / "empty",
+                         progress=False)
