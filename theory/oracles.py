@@ -143,7 +143,9 @@ class TableOracle:
         return out
 
 
-def oracle_labels(labels: Any, *, n_classes: int, n: int, name: str = "oracle output") -> np.ndarray:
+def oracle_labels(
+    labels: Any, *, n_classes: int, n: int, name: str = "oracle output"
+) -> np.ndarray:
     """Validate labels returned by an oracle or classifier for a batch of ``n`` inputs."""
     return as_labels(labels, name, n_classes=n_classes, length=n, allow_reject=True)
 
