@@ -523,6 +523,15 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
               "human label did not change: no classifier can be correct and constant on a ball "
               "that holds a label-changed example, so it bounds real robust accuracy at that "
               "radius (upper bound on the sample; the interval is for the population).", ""]
+    lines += ["## Maximal real robust accuracy (ceiling) at each radius", ""]
+    for name, r in pub["sets"].items():
+        if r["radius"] is not None:
+            c = r["ceiling"]
+            lines.append(f"- eps = {r['radius']:g} ({name}): at most {c['value']:.2f} "
+                         f"(95% CI [{c['low']:.3f}, {c['high']:.3f}], n = {c['n']}) -- "
+                         "estimate from the human labels")
+    lines += [""]
+    lines += _direction(evals, info, list(pub["sets"]))
     lines += ["## Models: sensitivity and invariance", "",
               f"Test accuracies on the first {config.n_test} MNIST test images; PGD-"
               f"{config.pgd_steps} with {config.pgd_restarts} random restarts. Agreement "
@@ -590,6 +599,30 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
     for m, i in info.items():
         lines.append(f"- `{m}`: {i['status']}" + (f", key `{i['key']}`" if "key" in i else ""))
     return "\n".join(lines) + "\n"
+
+
+def _direction(evals: dict, info: dict, sets: list[str]) -> list[str]:
+    """The paper's direction: agreement on label-changed examples against training eps."""
+    lines = ["## Direction of the paper's finding", "",
+             "Agreement with humans on label-changed examples for the CNNs, by training "
+             "radius (undefended = 0). The paper: the more robust the model, the less it agrees "
+             "with humans on examples whose label changed. Point estimates; their intervals are "
+             "in the table below (with 21 or 37 label-changed examples they are wide).", ""]
+    for fam, methods in (("PGD", ("standard", "pgd")), ("IBP", ("standard", "ibp"))):
+        names = sorted((m for m in evals if info[m]["config"]["method"] in methods),
+                       key=lambda m: _training_eps(info[m]))
+        if len(names) < 2:
+            continue
+        for sname in sets:
+            vals = [_value(evals[m]["published"][sname]["agreement_label_changed"])
+                    for m in names]
+            if any(np.isnan(vals)):
+                continue
+            falls = all(b <= a for a, b in zip(vals, vals[1:], strict=False))
+            seq = ", ".join(f"{m} {v:.2f}" for m, v in zip(names, vals, strict=True))
+            lines.append(f"- {fam}, {sname}: {seq} -> "
+                         f"{'non-increasing (as in the paper)' if falls else 'not monotone'}")
+    return lines + [""]
 
 
 # --------------------------------------------------------------------------- driver
