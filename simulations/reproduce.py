@@ -78,6 +78,9 @@ class ReproduceConfig:
     train_missing : bool
         Train models missing from the cache (otherwise they are reported as missing).
     seed : int
+    attack_runs : tuple of str
+        Saved attack runs (``tradeoffs mnist attack ...`` output, e.g. the l0 attack) whose
+        label-change rate the proxy estimates.
     """
 
     quick: bool = False
@@ -92,6 +95,7 @@ class ReproduceConfig:
     toy: str = "default"
     train_missing: bool = True
     seed: int = 0
+    attack_runs: tuple[str, ...] = ()
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -300,6 +304,27 @@ def _attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: d
                        "proxy": est["proxy_labels"]}
         out["radii"][f"{eps:g}"] = entry
     return out, arrays
+
+
+def _runs_stage(paths: tuple[str, ...], proxy: Any, validation: dict) -> dict:
+    """Proxy estimates of the label-change rate of saved attack runs (any attack)."""
+    from simulations.mnist.proxy import proxy_estimate
+    from simulations.mnist.runner import load_run
+
+    out = {}
+    for path in paths:
+        run = load_run(path)
+        ok = np.asarray(run.targets) >= 0  # rows where the attack produced an example
+        entry: dict[str, Any] = {"path": str(path), "attack": run.params.get("attack"),
+                                 "params": run.params, "n_sources": run.n,
+                                 "n_examples": int(ok.sum())}
+        if ok.any():
+            est = proxy_estimate(proxy, run.examples[ok], run.source_labels[ok], validation,
+                                 what=f"examples of {Path(path).name}")
+            entry["proxy_label_change_rate"] = est["label_change_rate"]
+            entry["mean_distortion"] = float(np.mean(run.distortion[ok]))
+        out[Path(path).name] = entry
+    return out
 
 
 def _eval_stage(name: str, model: Any, sets: dict, config: ReproduceConfig,
@@ -581,6 +606,10 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
         lines.append(f"| {e} | {ident} | {_fmt(r.get('human_label_change_rate_on_identical'))}"
                      f" | {_fmt(r['proxy_label_change_rate'])} (proxy estimate) | "
                      f"{_fmt(r.get('proxy_vs_human_on_these_sources'))} |")
+    for name, r in res.get("runs", {}).items():
+        lines.append(f"- saved run `{name}` ({r['attack']}, {r['n_examples']} examples of "
+                     f"{r['n_sources']} sources): label-change rate "
+                     f"{_fmt(r.get('proxy_label_change_rate'))} (proxy estimate)")
     lines += ["", "Proxy estimates are the proxy's labels, not human labels; read them with the "
               "proxy's validated agreement above."]
     if res.get("toy"):
@@ -683,6 +712,9 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     # The attack's arrays are needed only for the report numbers, which the stage stores.
     res["attack"] = stages.run("attack", lambda: _attack_stage(
         config, sets, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs)[0])
+    if config.attack_runs:
+        res["runs"] = stages.run("runs", lambda: _runs_stage(
+            config.attack_runs, proxy, res["proxy"]["validation"]))
     test = load_mnist("test", data_dir)
     res["evals"] = {}
     from tqdm.auto import tqdm
@@ -728,6 +760,8 @@ def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
             over[name] = getattr(args, name)
     if args.no_train:
         over["train_missing"] = False
+    if args.attack_run:
+        over["attack_runs"] = tuple(str(Path(p).resolve()) for p in args.attack_run)
     over["seed"] = args.seed
     return replace(base, **over)
 
@@ -745,6 +779,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts += ["--models", *args.models]
     if args.no_train:
         parts.append("--no-train")
+    for run in args.attack_run or ():
+        parts += ["--attack-run", run]
     if args.seed:
         parts += ["--seed", str(args.seed)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -786,6 +822,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--toy", choices=("small", "default", "none"), default=None)
     p.add_argument("--no-train", action="store_true",
                    help="do not train models missing from the cache (report them as missing)")
+    p.add_argument("--attack-run", action="append", default=None, metavar="RUN.npz",
+                   help="a saved attack run (e.g. of the l0 attack) whose label-change rate "
+                        "the proxy estimates; repeatable")
     p.add_argument("--n-jobs", type=int, default=1, help="workers for the alignment search")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     p.add_argument("--seed", type=int, default=0)

@@ -70,10 +70,20 @@ def test_config_validation_and_stage_digests():
 def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, published_dir,
                                                                tmp_path, capsys):
     pytest.importorskip("torch")
-    from simulations.cli import main
+    import numpy as np
 
+    from simulations.cli import main
+    from simulations.mnist.runner import AttackRun, save_run
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 256, size=(4, 28, 28)).astype(np.uint8)
+    run_path = save_run(tmp_path / "fake_l0.npz", AttackRun(
+        sources=imgs, source_indices=np.arange(4), source_labels=np.array([1, 2, 3, 4]),
+        examples=imgs, targets=np.array([2, -1, 5, 6]), distortion=np.zeros(4),
+        params={"attack": "l0"}))
     out = tmp_path / "res"
-    argv = ["reproduce", "--quick", "--out", str(out), "--data-dir", str(mnist_dir),
+    argv = ["reproduce", "--attack-run", str(run_path), "--quick", "--out", str(out),
+            "--data-dir", str(mnist_dir),
             "--published-dir", str(published_dir), "--cache-dir", str(tmp_path / "cache"),
             "--models", "tiny-logreg", "tiny-standard", "--n-sources", "3", "--n-test", "40",
             "--pgd-steps", "2", "--pgd-restarts", "1", "--no-progress"]
@@ -94,6 +104,10 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
     assert results["attack"]["n_sources"] == 3
     # our examples at 0.3 reproduce the published ones, so the human labels transfer
     assert results["attack"]["radii"]["0.3"]["identical_to_published"] == 3
+    fake = results["runs"]["fake_l0.npz"]
+    assert fake["n_sources"] == 4 and fake["n_examples"] == 3  # target -1: no example
+    assert "proxy estimate" in fake["proxy_label_change_rate"]["method"]
+    assert "saved run `fake_l0.npz` (l0, 3 examples of 4 sources)" in report
     ev = results["evals"]["tiny-logreg"]["published"]["linf/automated_eps03"]
     assert ev["n"] == 100 and ev["provably_wrong"]["kind"] == "exact"
     # A rerun resumes: every stage is reused and the report is the same.
