@@ -593,6 +593,22 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
         lines.append(f"| {name} | {_fmt(r['agreement'])} | {_fmt(r['agreement_label_changed'])}"
                      f" | {_fmt(r['agreement_unchanged'])} | {_fmt(r['proxy_change_rate'])} | "
                      f"{_fmt(r['human_change_rate'])} |")
+    sweep = prox.get("ink_threshold_sweep") or []
+    if sweep:
+        from simulations.mnist.proxy import select_ink_threshold
+
+        rule = select_ink_threshold([{**r, "clean_accuracy": r["clean_accuracy"]["value"]}
+                                     for r in sweep])
+        lines += ["", f"Ink threshold (grey strokes of this intensity count as ink; "
+                  f"configured: {prox['config']['ink_threshold']:g}; the label-free rule -- "
+                  f"smallest threshold within 0.5 points of the clean accuracy at 1 -- picks "
+                  f"{rule:g} on these {config.n_test} test images):", "",
+                  "| ink threshold | clean accuracy | agreement (pooled) | on label-changed |",
+                  "|---|---|---|---|"]
+        for r in sweep:
+            v = r["validation"]
+            lines.append(f"| {r['ink_threshold']:g} | {_fmt(r['clean_accuracy'])} | "
+                         f"{_fmt(v['agreement'])} | {_fmt(v['agreement_label_changed'])} |")
     att = res["attack"]
     lines += ["", "## The project's l-inf invariance attack on the published sources", "",
               f"{att['n_sources']} sources (the first of `indexs.npy`); alignment "
@@ -667,7 +683,12 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     Returns the collected results (what the report is made of).
     """
     from simulations.mnist.data import load_mnist
-    from simulations.mnist.proxy import PROXY_CONFIGS, load_or_train_proxy, validate_proxy
+    from simulations.mnist.proxy import (
+        PROXY_CONFIGS,
+        ink_threshold_sweep,
+        load_or_train_proxy,
+        validate_proxy,
+    )
     from simulations.mnist.published import find_published_dir, load_published_examples
 
     out = Path(out)
@@ -695,6 +716,7 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     if not models:
         raise ValueError(f"no model of {list(config.models)} is available in the cache; "
                          "train them (drop --no-train) or choose others with --models")
+    test = load_mnist("test", data_dir)
     start = time.perf_counter()
     proxy = load_or_train_proxy(config.proxy, data_dir=data_dir, cache_dir=cache_dir)
     stages.seconds["proxy training/loading"] = round(time.perf_counter() - start, 2)
@@ -708,14 +730,16 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
                         f"{pcfg.max_shift:g} px, elastic deformation <= "
                         f"{pcfg.elastic_alpha:g} px; independent of the evaluated models and "
                         "of the l0 attack's judge (architecture, seeds, augmentation)."),
-        "validation": validate_proxy(proxy, sets)}, depends=f"proxy:{config.proxy}")
+        "validation": validate_proxy(proxy, sets),
+        "ink_threshold_sweep": ink_threshold_sweep(
+            proxy, test.images[: config.n_test], test.labels[: config.n_test], sets=sets)},
+        depends=f"proxy:{config.proxy}")
     # The attack's arrays are needed only for the report numbers, which the stage stores.
     res["attack"] = stages.run("attack", lambda: _attack_stage(
         config, sets, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs)[0])
     if config.attack_runs:
         res["runs"] = stages.run("runs", lambda: _runs_stage(
             config.attack_runs, proxy, res["proxy"]["validation"]))
-    test = load_mnist("test", data_dir)
     res["evals"] = {}
     from tqdm.auto import tqdm
 

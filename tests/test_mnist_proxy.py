@@ -213,3 +213,43 @@ def test_tiny_proxy_on_the_published_sets(mnist_dir, published_dir, tmp_path):
         assert r["n_label_changed"] == int(sets[name].human_changed.sum())
         assert 0 <= r["agreement"].low <= r["agreement"].value <= r["agreement"].high <= 1
     assert v["pooled"]["n"] == sum(s.n for s in sets.values())
+
+
+def test_ink_threshold_is_prediction_only_and_validated():
+    cfg = PROXY_CONFIGS["proxy"]
+    assert config_key(with_overrides(cfg, ink_threshold=1.0).member(0), "d") == \
+        config_key(cfg.member(0), "d")
+    with pytest.raises(ValueError, match="ink_threshold"):
+        ProxyConfig("x", ink_threshold=0.0)
+
+
+def test_select_ink_threshold_reads_clean_accuracy_only():
+    from simulations.mnist.proxy import select_ink_threshold
+
+    rows = [{"ink_threshold": 1.0, "clean_accuracy": 0.99},
+            {"ink_threshold": 0.5, "clean_accuracy": 0.987},
+            {"ink_threshold": 0.4, "clean_accuracy": 0.985},
+            {"ink_threshold": 0.3, "clean_accuracy": 0.98}]
+    assert select_ink_threshold(rows) == 0.4
+    assert select_ink_threshold(rows, tolerance=0.0) == 1.0
+    with pytest.raises(ValueError, match="1.0"):
+        select_ink_threshold(rows[1:])
+
+
+def test_ink_threshold_shows_grey_strokes_as_ink(tmp_path):
+    torch = pytest.importorskip("torch")
+    from simulations.mnist.proxy import ProxyLabeller, build_proxy_cnn, ink_threshold_sweep
+
+    net = build_proxy_cnn(4, seed=0)
+    plain = ProxyLabeller([net], with_overrides("proxy-tiny", ink_threshold=1.0))
+    grey = ProxyLabeller([net], with_overrides("proxy-tiny", ink_threshold=0.4))
+    rng = np.random.default_rng(0)
+    x = (rng.random((6, 1, 28, 28)) * 0.6).astype(np.float32)
+    np.testing.assert_allclose(grey.predict_proba(x),
+                               plain.predict_proba(np.clip(x / 0.4, 0, 1)), rtol=1e-5)
+    assert not np.allclose(grey.predict_proba(x), plain.predict_proba(x))
+    imgs = (rng.random((10, 28, 28)) * 255).astype(np.uint8)
+    rows = ink_threshold_sweep(plain, imgs, rng.integers(0, 10, 10), (1.0, 0.5))
+    assert [r["ink_threshold"] for r in rows] == [1.0, 0.5]
+    assert all(0 <= r["clean_accuracy"].value <= 1 for r in rows)
+    del torch
