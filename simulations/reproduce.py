@@ -125,7 +125,10 @@ class ReproduceConfig:
     def digest(self, stage: str) -> str:
         """Hash of the parts of the configuration a stage depends on."""
         d = self.to_dict()
-        d.pop("extra", None)
+        # Which models are listed (and whether missing ones get trained) changes no stage's
+        # result: evaluation stages carry the model's name and cache key in their name.
+        for key in ("extra", "models", "train_missing"):
+            d.pop(key, None)
         return hashlib.sha256(json.dumps([stage, d], sort_keys=True).encode()).hexdigest()[:16]
 
 
