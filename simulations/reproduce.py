@@ -574,7 +574,8 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, i in info.items():
         if m not in evals:
-            lines.append(f"| {m} | - | {i['status']}: not evaluated |" + " |" * (len(head) - 3))
+            row = [m, "-", f"{i['status']}: not evaluated"] + ["-"] * (len(head) - 3)
+            lines.append("| " + " | ".join(row) + " |")
             continue
         e = evals[m]
         tests = e.get("test", [])
@@ -731,7 +732,8 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
                         f"on {pcfg.n_train or 60000} MNIST training images with rotation <= "
                         f"{pcfg.max_rotation:g} deg, scaling +-{pcfg.max_scale:g}, shifts <= "
                         f"{pcfg.max_shift:g} px, elastic deformation <= "
-                        f"{pcfg.elastic_alpha:g} px; independent of the evaluated models and "
+                        f"{pcfg.elastic_alpha:g} px; ink threshold {pcfg.ink_threshold:g} "
+                        "at prediction; independent of the evaluated models and "
                         "of the l0 attack's judge (architecture, seeds, augmentation)."),
         "validation": validate_proxy(proxy, sets),
         "ink_threshold_sweep": ink_threshold_sweep(
