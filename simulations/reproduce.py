@@ -415,7 +415,8 @@ def _figures(out: Path, evals: dict, info: dict, published: dict, toy: dict | No
                 ax.annotate(m, (x, y), fontsize=6, xytext=(2, 2), textcoords="offset points")
             ceil = published["sets"][sname]["ceiling"]["value"]
             ax.axhline(ceil, color="k", ls=":", lw=1.2, label="ceiling (human labels)")
-            ax.set_xlabel(f"agreement on label-changed examples ({sname})")
+            ax.set_title(sname)
+            ax.set_xlabel("agreement with humans on label-changed examples")
             ax.set_ylabel(f"PGD robust accuracy at eps={radius:g} (test)")
             ax.set_xlim(-0.03, 1.03)
             ax.set_ylim(-0.03, 1.03)
