@@ -241,8 +241,11 @@ def _models_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any,
     for name in tqdm(config.models, desc="models", disable=not progress):
         cfg = get_config(name)
         try:
+            # --quick never trains a full configuration (minutes to hours); cached ones
+            # are used.
             tm = load_or_train(name, data_dir=data_dir, cache_dir=cache_dir,
-                               train_if_missing=config.train_missing)
+                               train_if_missing=config.train_missing
+                               and (not config.quick or cfg.name.startswith("tiny-")))
         except FileNotFoundError as exc:
             info[name] = {"status": "missing", "message": str(exc), "config": cfg.to_dict()}
             continue

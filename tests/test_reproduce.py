@@ -116,6 +116,21 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
         "## Figures")[0]
 
 
+def test_quick_never_trains_a_full_configuration(mnist_dir, published_dir, tmp_path,
+                                                 monkeypatch):
+    pytest.importorskip("torch")
+    import simulations.mnist.zoo as zoo
+    from simulations.reproduce import _models_stage
+
+    def no_training(*a, **k):
+        raise AssertionError("trained")
+
+    monkeypatch.setattr(zoo, "train", no_training)
+    config = replace(QUICK, models=("undefended",))
+    models, info = _models_stage(config, mnist_dir, tmp_path / "empty", progress=False)
+    assert models == {} and info["undefended"]["status"] == "missing"
+
+
 def test_missing_models_are_reported_not_trained_with_no_train(mnist_dir, published_dir,
                                                                tmp_path):
     pytest.importorskip("torch")
