@@ -543,7 +543,7 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
                   "for the measured results.", ""]
     lines += ["## Label-change rates of the invariance attacks", "",
               "| set | paper (quoted) | human labels of the release (computed) | "
-              "ceiling on real robust accuracy |", "|---|---|---|---|"]
+              "ceiling on robust accuracy |", "|---|---|---|---|"]
     for name, r in pub["sets"].items():
         paper = "-" if r["paper_rate"] is None else f"{r['paper_rate']:.0%}"
         lines.append(f"| {name} | {paper} | {_fmt(r['human_change_rate'])} | "
@@ -553,8 +553,11 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
                      "not available | - |")
     lines += ["", "The ceiling (\"maximal real robust accuracy\") is the share of sources whose "
               "human label did not change: no classifier can be correct and constant on a ball "
-              "that holds a label-changed example, so it bounds real robust accuracy at that "
-              "radius (upper bound on the sample; the interval is for the population).", ""]
+              "that holds a label-changed example, so it bounds the accuracy of every classifier "
+              "that is robust (constant on the ball) at that radius -- upper bound on the "
+              "sample; the interval is for the population. It does not bound a classifier "
+              "that changes its label on the ball with the human (proofs/lemma.md, "
+              "Corollary 2).", ""]
     lines += ["## Maximal real robust accuracy (ceiling) at each radius", ""]
     for name, r in pub["sets"].items():
         if r["radius"] is not None:

@@ -16,7 +16,8 @@ For every model and every published set this module reports
   proves the model outputs the original label on the example, so it is wrong there;
 - the **ceiling**: the share of sources whose human label did not change. Where the
   label changed, no classifier can be both correct and constant on the ball, so this is
-  an upper bound on any model's real robust accuracy at that radius on these sources
+  an upper bound on the accuracy of any model that is robust (constant on the ball)
+  at that radius on these sources -- the paper's maximal robust accuracy
   (estimate with Clopper-Pearson interval for the population);
 - the sensitivity side at the set's radius: clean accuracy, PGD robust accuracy (an
   upper bound on the sample's robust accuracy) and certified robust accuracy (a lower
@@ -82,8 +83,10 @@ def ceiling(human_labels: np.ndarray, original_labels: np.ndarray, *,
             radius: float | None = None) -> Quantity:
     """Share of sources whose human label did not change, with Clopper-Pearson CI.
 
-    On the sample it is an upper bound on the real robust accuracy of every classifier
-    at ``radius``; the interval is for the population the sources were drawn from.
+    On the sample it is an upper bound on the accuracy of every classifier that is
+    robust (constant on the ball) at ``radius``; the interval is for the population the
+    sources were drawn from. It does not bound real robust accuracy, which a classifier
+    that follows the human label inside the ball can exceed (proofs/lemma.md).
     """
     human = as_labels(human_labels, "human_labels", n_classes=10)
     orig = as_labels(original_labels, "original_labels", n_classes=10, allow_reject=False,
