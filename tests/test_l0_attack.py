@@ -106,6 +106,39 @@ def test_bad_transform_inputs_raise():
         TransformSpace(scale=(1.2, 1.5))
 
 
+def _bound_holds(embed, bits_a, bits_b) -> bool:
+    ea, eb = embed(bits_a), embed(bits_b)
+    bound = ((ea[:, None, :] - eb[None, :, :]) ** 2).sum(-1)
+    hamming = (bits_a[:, None, :] != bits_b[None, :, :]).sum(-1)
+    return bool(np.all(bound <= hamming + 1e-3))
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_pca_embedding_gives_hamming_lower_bounds(attack, seed):
+    """Squared distances of the coarse stage's embeddings never exceed the Hamming
+    distance; the check fails for a wrong embedding (projection scaled by 1.5)."""
+    from simulations.mnist.l0_attack import _embed
+
+    rng = np.random.default_rng(seed)
+    src = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 20)]))
+    a = src.reshape(20, -1) ^ (rng.random((20, 784)) < 0.05)
+    b = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 15)])).reshape(15, -1)
+    basis = attack._basis()
+    assert _bound_holds(lambda x: _embed(x, basis), a, b)
+    wrong = (basis[0], 1.5 * basis[1])
+    assert not _bound_holds(lambda x: _embed(x, wrong), a, b)
+
+
+def test_pool_hamming_is_exact(attack):
+    pool = attack._pool(3)
+    rng = np.random.default_rng(0)
+    q = rng.random((5, 784)) < 0.2
+    d = pool.hamming(q)
+    ref = (pool.bins[:, :, None, :] != q[None, None]).sum(-1)
+    np.testing.assert_array_equal(d, ref)
+    np.testing.assert_array_equal(pool.take(np.array([4, 1])).hamming(q), ref[:, [4, 1]])
+
+
 # ---------------------------------------------------------------------- clusters, subsets
 
 
@@ -381,9 +414,11 @@ def test_cli_l0_writes_run_and_resumes(mnist_dir, tmp_path, capsys):
     run = load_run(runs[0])
     assert run.source_indices.tolist() == [0, 1]
     ok = run.targets >= 0
+    assert np.array_equal(np.isfinite(run.distortion), ok)
     assert np.array_equal(
         run.distortion[ok], l0_distance(run.examples[ok], run.sources[ok]).astype(float)
     )
+    assert "median" in capsys.readouterr().out
     mtime = runs[0].stat().st_mtime_ns
     assert main(argv) == 0  # resumed: the finished run is returned, not recomputed
     assert runs[0].stat().st_mtime_ns == mtime

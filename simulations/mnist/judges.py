@@ -305,9 +305,13 @@ class KNNEdits:
         cols = np.flatnonzero(self.d0 <= self.theta + 2 * flip)
         owner, pix = np.nonzero(flat)  # pixels of each part, grouped by part
         # |(a XOR b) & P_j| for the candidate training images a, summed per part.
-        differ = self.judge._bool[pix][:, cols] != self.bits[pix][:, None]  # (F, n')
-        onehot = (owner[None, :] == np.arange(len(parts))[:, None]).astype(np.float32)
-        contrib = sizes[:, None].astype(np.float32) - 2.0 * (onehot @ differ.astype(np.float32))
+        differ = np.take(self.judge._bool[pix], cols, axis=1) != self.bits[pix][:, None]
+        counts = np.zeros((len(parts), len(cols)), dtype=np.int32)
+        nonempty = np.flatnonzero(sizes)
+        if len(pix):
+            starts = np.searchsorted(owner, nonempty)
+            counts[nonempty] = np.add.reduceat(differ, starts, axis=0, dtype=np.int32)
+        contrib = (sizes[:, None] - 2 * counts).astype(np.float32)
         base_d = self.d0[cols]
 
         def scorer(z: np.ndarray) -> np.ndarray:

@@ -54,6 +54,7 @@ import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -85,6 +86,7 @@ __all__ = [
     "TransformSpace",
     "add_l0_parser",
     "apply_edit",
+    "summarize_run",
     "candidate_clusters",
     "change_thickness",
     "l0_distance",
@@ -103,7 +105,10 @@ PUBLISHED_TARGETS: dict[int, tuple[int, ...]] = DEFAULT_TARGETS
 #: is the one measured in docs/mnist.md; ``"fast"`` is for smoke tests and quick looks.
 BUDGETS: dict[str, dict[str, int]] = {
     "default": {},
-    "fast": {"n_coarse": 64, "n_keep": 32, "es_rounds": 4, "n_refine": 4, "refine_rounds": 4},
+    "fast": {
+        "n_coarse": 64, "n_keep": 32, "n_keep_retry": 64, "es_rounds": 4, "n_refine": 4,
+        "refine_rounds": 4, "n_polish": 2, "polish_rounds": 2,
+    },
 }
 
 #: Components of a transform parameter vector (rows are image rows, cols image columns).
@@ -121,6 +126,12 @@ _N_AFFINE = 7
 _IDENTITY = np.array([0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0])
 _CENTRE = np.array([13.5, 13.5])
 _CROSS = ndimage.generate_binary_structure(2, 1)[None]  # (1, 3, 3): per image
+
+
+def _nonnegative_int(value: object, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or int(value) < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    return int(value)
 
 
 def _positive_int(value: object, name: str) -> int:
@@ -527,7 +538,7 @@ def resolve_targets(
 
 
 class _Pool:
-    """Binarised training images of one class at a few stroke thicknesses, as float32.
+    """Binarised training images of one class at a few stroke thicknesses.
 
     Besides the bits (for exact Hamming distances) each image keeps a PCA embedding
     ``[P(a - mu), |R(a - mu)|]`` (``P``: projection on the leading components, ``R``: on
@@ -544,22 +555,30 @@ class _Pool:
     ) -> None:
         self.indices = indices
         n = len(images)
-        stack = np.empty((len(levels), n, 784), dtype=np.float32)
+        stack = np.empty((len(levels), n, 784), dtype=bool)
         for j, level in enumerate(levels):
             for s in range(0, n, 4096):  # chunks keep the float64 temporaries small
                 thick = change_thickness(images[s : s + 4096], level)
                 stack[j, s : s + 4096] = binarize(thick).reshape(len(thick), -1)
         self.bins = stack
-        self.norms = stack.sum(axis=2)  # (L, n) ink per image
-        self.emb = _embed(stack, basis)
+        self.norms = stack.sum(axis=2, dtype=np.float32)  # (L, n) ink per image
+        self.emb = np.concatenate(  # chunks keep the float32 temporaries small
+            [_embed(stack[:, s : s + 4096], basis) for s in range(0, n, 4096)], axis=1
+        )
         self.emb_norms = np.sum(self.emb**2, axis=-1)
 
     def hamming(self, queries: np.ndarray) -> np.ndarray:
         """Hamming distances ``(L, n, m)`` between pool images and binary queries (m, 784)."""
         q = queries.astype(np.float32)
-        return self.norms[:, :, None] + q.sum(axis=1)[None, None, :] - 2.0 * _stacked_dot(
-            self.bins, q
-        )
+        if self.bins.dtype == np.float32:
+            dots = _stacked_dot(self.bins, q)
+        else:  # bool storage: convert in chunks of rows
+            n = self.bins.shape[1]
+            dots = np.concatenate(
+                [_stacked_dot(self.bins[:, s : s + 2048].astype(np.float32), q)
+                 for s in range(0, n, 2048)], axis=1,
+            )
+        return self.norms[:, :, None] + q.sum(axis=1)[None, None, :] - 2.0 * dots
 
     def lower_bounds(self, q_emb: np.ndarray) -> np.ndarray:
         """Lower bounds ``(L, n, m)`` of the Hamming distances to queries embedded as ``q_emb``."""
@@ -572,7 +591,7 @@ class _Pool:
         """The sub-pool of the given rows (copied once, for repeated products)."""
         sub = object.__new__(_Pool)
         sub.indices = self.indices[rows]
-        sub.bins = np.ascontiguousarray(self.bins[:, rows])
+        sub.bins = self.bins[:, rows].astype(np.float32)
         sub.norms = self.norms[:, rows]
         sub.emb = np.ascontiguousarray(self.emb[:, rows])
         sub.emb_norms = self.emb_norms[:, rows]
@@ -653,7 +672,8 @@ class L0Run:
     def as_arrays(self) -> dict[str, np.ndarray]:
         """Arrays for :func:`simulations.mnist.runner.run_attack`, one row per source.
 
-        Core: ``sources, source_labels, examples, targets, distortion``; extras:
+        Core: ``sources, source_labels, examples, targets, distortion`` (binarised l0;
+        NaN where the attack failed, whose target is ``REJECT``); extras:
         ``neighbours`` (aligned training image), ``success``, ``train_indices``,
         ``transforms`` (n, 8), ``full_l0`` (l0 of the whole alignment), ``n_clusters``,
         ``confidence``, ``seconds`` and ``source_readings`` (the judge's class of the
@@ -666,7 +686,9 @@ class L0Run:
             "source_labels": np.array([r.source_label for r in res], dtype=np.int64),
             "examples": np.stack([r.example for r in res]),
             "targets": np.array([r.target for r in res], dtype=np.int64),
-            "distortion": np.array([r.distortion for r in res], dtype=np.float64),
+            "distortion": np.array(
+                [r.distortion if r.success else np.nan for r in res], dtype=np.float64
+            ),
             "neighbours": np.stack(
                 [r.alignment.proposal if r.alignment else zero for r in res]
             ),
@@ -685,6 +707,10 @@ class L0Run:
             "seconds": np.array([r.seconds for r in res], dtype=np.float64),
             "source_readings": np.array([r.source_reading for r in res], dtype=np.int64),
         }
+
+
+#: An accepted edit: the alignment, its candidate clusters and the subset search result.
+_Edit = tuple[Alignment, np.ndarray, SubsetSearch]
 
 
 class L0InvarianceAttack:
@@ -726,8 +752,13 @@ class L0InvarianceAttack:
         Judge-accepted alignments refined with exact forward transforms.
     refine_rounds, refine_population : int
         Exact evolution strategy: rounds and offspring per alignment.
+    n_polish, polish_rounds, polish_population : int
+        Edit-aware refinement (:meth:`_polish`): the ``n_polish`` alignments with the
+        smallest accepted edits get ``polish_rounds`` rounds of ``polish_population``
+        perturbed transforms each, scored by the size of their smallest accepted edit.
     eps, min_samples : float, int
-        DBSCAN parameters of :func:`candidate_clusters`.
+        DBSCAN parameters of :func:`candidate_clusters` (``min_samples=5`` as in the
+        authors' code).
     max_subsets : int
         Largest number of cluster subsets judged per alignment.
     min_confidence : float
@@ -758,8 +789,11 @@ class L0InvarianceAttack:
         n_refine: int = 12,
         refine_rounds: int = 12,
         refine_population: int = 16,
+        n_polish: int = 4,
+        polish_rounds: int = 6,
+        polish_population: int = 8,
         eps: float = 2.0,
-        min_samples: int = 3,
+        min_samples: int = 5,
         max_subsets: int = 1024,
         min_confidence: float = 0.5,
         random_state: int = 0,
@@ -786,11 +820,14 @@ class L0InvarianceAttack:
         self.coarse_levels = levels
         self.n_keep = _positive_int(n_keep, "n_keep")
         self.n_keep_retry = _positive_int(n_keep_retry, "n_keep_retry")
-        self.es_rounds = _positive_int(es_rounds, "es_rounds")
+        self.es_rounds = _nonnegative_int(es_rounds, "es_rounds")
         self.es_population = _positive_int(es_population, "es_population")
         self.es_elites = _positive_int(es_elites, "es_elites")
-        self.n_refine = _positive_int(n_refine, "n_refine")
-        self.refine_rounds = _positive_int(refine_rounds, "refine_rounds")
+        self.n_refine = _nonnegative_int(n_refine, "n_refine")
+        self.n_polish = _nonnegative_int(n_polish, "n_polish")
+        self.polish_rounds = _nonnegative_int(polish_rounds, "polish_rounds")
+        self.polish_population = _positive_int(polish_population, "polish_population")
+        self.refine_rounds = _nonnegative_int(refine_rounds, "refine_rounds")
         self.refine_population = _positive_int(refine_population, "refine_population")
         if not float(eps) > 0:
             raise ValueError(f"eps must be > 0, got {eps}")
@@ -832,7 +869,8 @@ class L0InvarianceAttack:
                 for k in (
                     "n_coarse", "n_components", "n_shortlist", "n_keep", "n_keep_retry",
                     "es_rounds", "es_population", "es_elites",
-                    "n_refine", "refine_rounds", "refine_population", "eps", "min_samples",
+                    "n_refine", "refine_rounds", "refine_population", "n_polish",
+                    "polish_rounds", "polish_population", "eps", "min_samples",
                     "max_subsets", "min_confidence", "random_state",
                 )
             },
@@ -917,6 +955,7 @@ class L0InvarianceAttack:
         sigma = 0.1 * (hi - lo)
         n_elite = min(self.es_elites, len(dist))
         bins = np.concatenate([self._pool(c).bins[:, r] for c, r in kept], axis=1)
+        bins = bins.astype(np.float32)
         norms = bins.sum(axis=2)
         rows = np.arange(bins.shape[1])
         for _ in range(self.es_rounds):
@@ -1012,7 +1051,8 @@ class L0InvarianceAttack:
         full = np.concatenate([params, np.asarray(self.coarse_levels)[level][:, None]], axis=1)
         props, exact = self._exact(source, rows, full)
         top = np.argsort(exact, kind="stable")[: self.n_refine]
-        full[top], props[top], exact[top] = self._refine(source, rows[top], full[top], rng)
+        if len(top) and self.refine_rounds:
+            full[top], props[top], exact[top] = self._refine(source, rows[top], full[top], rng)
         order = np.argsort(exact, kind="stable")
         return [
             Alignment(int(rows[i]), int(target[i]), full[i], props[i], int(exact[i]))
@@ -1071,28 +1111,72 @@ class L0InvarianceAttack:
 
     # -- the attack ----------------------------------------------------------------------
 
-    def _best_edit(
-        self, source: np.ndarray, alignments: Sequence[Alignment], edits: Any
-    ) -> tuple[tuple[Alignment, np.ndarray, SubsetSearch] | None, int]:
-        """Cluster-subset search over the alignments, bounded by the best edit so far."""
-        best: tuple[Alignment, np.ndarray, SubsetSearch] | None = None
+    def _edit_of(
+        self, source: np.ndarray, al: Alignment, edits: Any, bound: int | None
+    ) -> tuple[_Edit | None, int]:
+        """Smallest accepted cluster edit of one alignment (of at most ``bound`` pixels)."""
+        clusters = candidate_clusters(
+            source, al.proposal, eps=self.eps, min_samples=self.min_samples
+        )
+        if clusters.max() < 0 or (
+            bound is not None and np.bincount(clusters[clusters >= 0]).min() > bound
+        ):
+            return None, 0
+        found = smallest_accepted_subset(
+            clusters, self.acceptor(source, al, clusters, bound, edits),
+            max_subsets=self.max_subsets, max_size=bound,
+        )
+        return ((al, clusters, found) if found.accepted else None), found.n_tried
+
+    def _best_edits(
+        self, source: np.ndarray, alignments: Sequence[Alignment], edits: Any, n_best: int
+    ) -> tuple[list[_Edit], int]:
+        """The ``n_best`` smallest accepted edits over the alignments (smallest first).
+
+        Each alignment's search is bounded by the ``n_best``-th smallest edit so far and
+        by twice the smallest (larger edits are of no use to the refinement, and the
+        bound keeps the judge's work small).
+        """
+        best: list[_Edit] = []
         n_judged = 0
         for al in alignments:
-            clusters = candidate_clusters(
-                source, al.proposal, eps=self.eps, min_samples=self.min_samples
-            )
-            if clusters.max() < 0:
-                continue
-            bound = None if best is None else best[2].size - 1
-            if bound is not None and np.bincount(clusters[clusters >= 0]).min() > bound:
-                continue
-            found = smallest_accepted_subset(
-                clusters, self.acceptor(source, al, clusters, bound, edits),
-                max_subsets=self.max_subsets, max_size=bound,
-            )
-            n_judged += found.n_tried
-            if found.accepted:
-                best = (al, clusters, found)
+            bound = None
+            if best:
+                bound = 2 * best[0][2].size
+                if len(best) == n_best:
+                    bound = min(bound, best[-1][2].size - 1)
+            edit, tried = self._edit_of(source, al, edits, bound)
+            n_judged += tried
+            if edit is not None:
+                best = sorted([*best, edit], key=lambda e: e[2].size)[:n_best]
+        return best, n_judged
+
+    def _polish(
+        self, source: np.ndarray, edits_found: list[_Edit], edits: Any, rng: np.random.Generator
+    ) -> tuple[_Edit, int]:
+        """Edit-aware refinement: an evolution strategy on the transform of each of the
+        best alignments whose fitness is the size of its smallest accepted edit; a step
+        is taken only when it beats the best edit found so far."""
+        lo, hi = self.space.lower, self.space.upper
+        best = edits_found[0]
+        n_judged = 0
+        for al, _, _ in edits_found:
+            params = al.params
+            sigma = 0.03 * (hi - lo)
+            for _ in range(self.polish_rounds):
+                cand = np.clip(
+                    params + sigma * rng.standard_normal((self.polish_population, 8)), lo, hi
+                )
+                props, dist = self._exact(
+                    source, np.full(len(cand), al.train_index), cand
+                )
+                for p, prop, d in zip(cand, props, dist, strict=True):
+                    moved = Alignment(al.train_index, al.target, p, prop, int(d))
+                    edit, tried = self._edit_of(source, moved, edits, best[2].size - 1)
+                    n_judged += tried
+                    if edit is not None:
+                        best, params = edit, p
+                sigma *= 0.8
         return best, n_judged
 
     def attack(self, source: np.ndarray, label: int, *, key: int = 0) -> L0Result:
@@ -1122,13 +1206,18 @@ class L0InvarianceAttack:
         reading = int(source_probs[0].argmax()) if source_probs[0].max() > 0 else REJECT
         edits = self.judge.edits(source) if hasattr(self.judge, "edits") else None
         alignments: list[Alignment] = []
-        best = None
+        found: list[_Edit] = []
         n_judged = 0
         for n_keep in (self.n_keep, self.n_keep_retry):
-            if not classes or best is not None or n_keep <= len(alignments):
+            if not classes or found or n_keep <= len(alignments):
                 break
             alignments = self.align(source, label, key=key, classes=classes, n_keep=n_keep)
-            best, tried = self._best_edit(source, alignments, edits)
+            found, tried = self._best_edits(source, alignments, edits, max(self.n_polish, 1))
+            n_judged += tried
+        best = found[0] if found else None
+        if found and self.n_polish and self.polish_rounds:
+            rng = np.random.default_rng([self.random_state, int(key), 1])
+            best, tried = self._polish(source, found, edits, rng)
             n_judged += tried
         if best is None:
             return L0Result(
@@ -1223,7 +1312,25 @@ def _cmd_l0(args: argparse.Namespace) -> int:
     def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
         return attack.run(test.images[idx], test.labels[idx], keys=idx).as_arrays()
 
-    return run_command(args, f"l0_{args.targets}", params, batch)
+    name = f"l0_{args.targets}"
+    code = run_command(args, name, params, batch)
+    if code == 0:
+        from simulations.mnist.runner import load_run
+
+        print(summarize_run(load_run(Path(args.out) / f"{name}.npz")))
+    return code
+
+
+def summarize_run(run: Any) -> str:
+    """One-line summary of an l0 run: medians of the binarised l0 and failures."""
+    dist = np.asarray(run.distortion, dtype=np.float64)
+    ok = np.isfinite(dist)
+    with_fail = np.median(np.where(ok, dist, np.inf))
+    return (
+        f"l0 (binarised pixels changed): median {with_fail:g} over all {len(dist)} sources "
+        f"(a failure counts as infinite); median {np.median(dist[ok]) if ok.any() else np.nan:g}"
+        f" over the {int(ok.sum())} successes; {int((~ok).sum())} failures"
+    )
 
 
 def add_l0_parser(attack_subparsers: argparse._SubParsersAction) -> None:
