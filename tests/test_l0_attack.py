@@ -325,6 +325,15 @@ def test_attack_is_reproducible(attack, results, mnist):
     np.testing.assert_array_equal(arrays["examples"][0], res[0].example)
 
 
+def test_parallel_run_equals_sequential(attack, results, mnist):
+    idx, res = results
+    _, _, xt, yt = mnist
+    par = attack.run(xt[idx[:2]], yt[idx[:2]], keys=idx[:2], n_jobs=2).results
+    for a, b in zip(par, res[:2], strict=True):
+        np.testing.assert_array_equal(a.example, b.example)
+        assert (a.target, a.distortion) == (b.target, b.distortion)
+
+
 def test_always_yes_judge_gives_smallest_edit_and_the_real_judge_notices(mnist, attack):
     """A broken judge that accepts everything yields a one-cluster edit; checking that
     example with the real judge fails, so the validity check above can fail."""

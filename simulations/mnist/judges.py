@@ -230,8 +230,8 @@ class KNNJudge:
         nn = np.argpartition(key, k - 1, axis=1)[:, :k]
         labels = self.labels[idx[nn]]
         out = np.zeros((len(dist), self.n_classes))
-        np.add.at(out, (np.repeat(np.arange(len(dist)), k), labels.ravel()), 1.0 / k)
-        return out
+        np.add.at(out, (np.repeat(np.arange(len(dist)), k), labels.ravel()), 1.0)
+        return out / k  # exact fractions: a unanimous vote is 1.0
 
     def distances(self, images: np.ndarray) -> np.ndarray:
         """Hamming distances (m, n) between binarised ``images`` and the training set."""

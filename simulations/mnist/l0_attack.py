@@ -18,19 +18,34 @@ The paper's step 4 asks humans; here the decision is a pluggable *judge*
 set, which is independent of every model the project evaluates.
 
 Search (step 2). Transforming all 60000 training images for every candidate transform
-is what a naive implementation does. Instead:
+is what a naive implementation does (the authors sampled transforms at random and
+transformed the whole training set each time). Instead:
 
 * **coarse stage** -- the *source* is warped by the inverse of ``n_coarse``
   quasi-random (scrambled Sobol) transforms and compared, as binary vectors, with every
   binarised training image of the target classes at a few precomputed stroke
-  thicknesses in one matrix product: ``hamming(a, b) = |a| + |b| - 2 a.b``;
+  thicknesses: ``hamming(a, b) = |a| + |b| - 2 a.b``, first through a 64-dimensional PCA
+  embedding whose distances are lower bounds of the Hamming distance (one small matrix
+  product), then exactly (one matrix product) for the ``n_shortlist`` best images of
+  each class;
 * **local stage** -- an evolution strategy (shrinking Gaussian steps around the best
   transforms) in the same inverse frame, restricted to the ``n_keep`` most promising
   training images;
-* **exact stage** -- the best candidates are warped *forward* exactly (bilinear
-  interpolation, then dilation/erosion blended by a continuous thickness level) and
-  refined by another evolution strategy on the exact binarised l0; candidates the
-  judge does not read as their class are dropped before the cluster search.
+* **exact stage** -- all kept images are warped *forward* exactly (bilinear
+  interpolation, then dilation/erosion blended by a continuous thickness level); the
+  ``n_refine`` best are refined by an evolution strategy on the exact binarised l0;
+* **edit stage** -- every kept alignment gets the cluster-subset search (steps 3-4),
+  bounded by the best edits so far; the ``n_polish`` alignments with the smallest
+  accepted edits are refined once more by an evolution strategy whose fitness *is* the
+  size of the smallest accepted edit. If no alignment yields an accepted edit, the
+  search is repeated once with ``n_keep_retry`` alignments.
+
+With :class:`~simulations.mnist.judges.KNNJudge` the subset search never forms the
+edited images: :meth:`~simulations.mnist.judges.KNNJudge.edits` gives the exact kNN
+vote of every union of clusters from per-cluster distance contributions.
+
+A target class the judge already reads the *source* as is not tried (an edit would get
+credit for a change that was never made).
 
 All randomness comes from ``numpy.random.default_rng([random_state, key])`` where
 ``key`` identifies the source (the MNIST test index in batch runs), so a source's result
@@ -870,10 +885,11 @@ class L0InvarianceAttack:
                     "n_coarse", "n_components", "n_shortlist", "n_keep", "n_keep_retry",
                     "es_rounds", "es_population", "es_elites",
                     "n_refine", "refine_rounds", "refine_population", "n_polish",
-                    "polish_rounds", "polish_population", "eps", "min_samples",
+                    "polish_rounds", "polish_population", "min_samples",
                     "max_subsets", "min_confidence", "random_state",
                 )
             },
+            "dbscan_eps": self.eps,  # not "eps": that names an l-inf radius elsewhere
             "coarse_levels": list(self.coarse_levels),
             "n_train": len(self.train_images),
         }
