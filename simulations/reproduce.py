@@ -620,6 +620,21 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
             v = r["validation"]
             lines.append(f"| {r['ink_threshold']:g} | {_fmt(r['clean_accuracy'])} | "
                          f"{_fmt(v['agreement'])} | {_fmt(v['agreement_label_changed'])} |")
+    ranking = prox.get("ranking")
+    if ranking:
+        lines += ["", "What limits the proxy: how well its score 1 - p(source) ranks the human "
+                  "label changes (AUC, exact for the sample), the best agreement any threshold "
+                  "on that score reaches on the same set (in-sample, optimistic: no rule of "
+                  "this form does better here), and the agreement of the threshold fitted on "
+                  "the other set(s) (out-of-sample):", "",
+                  "| set | AUC | best-threshold agreement (in-sample) | threshold from the other "
+                  "sets (out-of-sample) |", "|---|---|---|---|"]
+        for name, r in ranking["sets"].items():
+            tr = (ranking.get("transfer") or {}).get(name)
+            auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
+            lines.append(f"| {name} | {auc} | {_fmt(r['best_threshold_agreement'])} "
+                         f"(threshold {r['best_threshold']:.3f}) | "
+                         f"{'-' if tr is None else _fmt(tr['agreement'])} |")
     att = res["attack"]
     lines += ["", "## The project's l-inf invariance attack on the published sources", "",
               f"{att['n_sources']} sources (the first of `indexs.npy`); alignment "
@@ -698,6 +713,7 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
         PROXY_CONFIGS,
         ink_threshold_sweep,
         load_or_train_proxy,
+        proxy_ranking,
         validate_proxy,
     )
     from simulations.mnist.published import find_published_dir, load_published_examples
@@ -743,6 +759,7 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
                         "at prediction; independent of the evaluated models and "
                         "of the l0 attack's judge (architecture, seeds, augmentation)."),
         "validation": validate_proxy(proxy, sets),
+        "ranking": proxy_ranking(proxy, sets),
         "ink_threshold_sweep": ink_threshold_sweep(
             proxy, test.images[: config.n_test], test.labels[: config.n_test], sets=sets)},
         depends=f"proxy:{config.proxy}")

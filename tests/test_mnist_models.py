@@ -595,3 +595,17 @@ def test_robust_linear_is_more_robust_than_logreg_on_real_mnist(mnist, real_cach
         m = train(get_config(name), train_split.images, train_split.labels, cache_dir=real_cache)
         cert[name] = certify_linear(m.model, x, y, 0.1).mean()
     assert cert["tiny-robust-linear"] > cert["tiny-logreg"] + 0.1
+
+
+@pytest.mark.parametrize("smoothing", [1e-4, 0.0])
+def test_robust_linear_at_eps03_leaves_the_zero_start_on_real_mnist(mnist, smoothing):
+    # At eps = 0.3 the exact loss has a kink at W = 0 in every direction that L-BFGS-B
+    # cannot leave (it stops at iteration 0 with the uniform model, loss log 10). The
+    # smoothed first stage must move away from it and certify some test images; the
+    # unsmoothed fit is the broken input that shows the check can fail.
+    train_split, test_split = mnist
+    lm, info = fit_robust_linear(train_split.images[:1000], train_split.labels[:1000], 0.3,
+                                 l2=1e-3, max_iter=60, smoothing=smoothing)
+    x, y = to_model_input(test_split.images[:500]), test_split.labels[:500]
+    moved = info["final_loss"] < np.log(10) - 1e-3 and certify_linear(lm, x, y, 0.3).mean() > 0.05
+    assert moved == (smoothing > 0), info

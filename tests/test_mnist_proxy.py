@@ -13,6 +13,8 @@ from simulations.mnist.proxy import (
     PROXY_METHOD,
     ProxyConfig,
     proxy_estimate,
+    proxy_ranking,
+    threshold_rule_labels,
     validate_proxy,
     with_overrides,
 )
@@ -253,3 +255,43 @@ def test_ink_threshold_shows_grey_strokes_as_ink(tmp_path):
     assert [r["ink_threshold"] for r in rows] == [1.0, 0.5]
     assert all(0 <= r["clean_accuracy"].value <= 1 for r in rows)
     del torch
+
+
+class _ScoreProxy:
+    """predict_proba giving the example in row r the probability 1 - s[r] for its source
+    class and s[r] for the human label (or class 9 when the human kept the label)."""
+
+    def __init__(self, scores, orig, human):
+        self.scores, self.orig, self.human = map(np.asarray, (scores, orig, human))
+
+    def predict_proba(self, x):
+        rows = np.rint(x[:, 0, 0, 0] * 255).astype(int)
+        p = np.zeros((len(rows), 10))
+        for i, r in enumerate(rows):
+            other = self.human[r] if self.human[r] != self.orig[r] else 9
+            p[i, self.orig[r]] = 1 - self.scores[r]
+            p[i, other] = self.scores[r]
+        return p
+
+
+def test_threshold_rule_keeps_the_source_until_the_evidence_exceeds_the_threshold():
+    proba = np.array([[0.7, 0.3] + [0] * 8, [0.2, 0.1, 0.7] + [0] * 7])
+    assert threshold_rule_labels(proba, [0, 0], 0.5).tolist() == [0, 2]
+    assert threshold_rule_labels(proba, [0, 0], 0.25).tolist() == [1, 2]
+    assert threshold_rule_labels(proba, [0, 0], 0.9).tolist() == [0, 0]
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_proxy_ranking_on_a_perfect_and_a_reversed_score(reverse):
+    # Perfect: the changed examples (last four) score higher than every unchanged one.
+    # Reversed (the broken input): AUC 0, and no threshold beats "never changed".
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.6, 0.7, 0.8, 0.9])
+    if reverse:
+        scores = scores[::-1]
+    sets = {"a": _fake_set("a", HUMAN, ORIG), "b": _fake_set("b", HUMAN, ORIG, seed=1)}
+    r = proxy_ranking(_ScoreProxy(scores, ORIG, HUMAN), sets)
+    a = r["sets"]["a"]
+    assert a["auc"] == (0.0 if reverse else 1.0)
+    assert a["best_threshold_agreement"].value == (0.5 if reverse else 1.0)
+    assert a["n_third_class"] == 0 and a["n_label_changed"] == 4
+    assert r["transfer"]["a"]["agreement"].value == (0.5 if reverse else 1.0)

@@ -93,6 +93,7 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
     assert "| tiny-logreg | 0 |" in report and "| tiny-standard | 0 |" in report
     assert "| linf/automated_eps03 | 21% | 0.210 [0.13, 0.30] | 0.790 [0.70, 0.87] |" in report
     assert "(quoted)" in report and "proxy estimate" in report
+    assert "What limits the proxy" in report and "| linf/automated_eps04 | 0." in report
     assert "tradeoffs reproduce --out" in report and "--quick" in report
     for stem in ("agreement_vs_eps", "robust_vs_agreement", "examples_grid", "toy_vs_mnist"):
         assert (out / "figures" / f"{stem}.png").stat().st_size > 1000

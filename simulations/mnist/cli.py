@@ -120,8 +120,11 @@ def run_command(
     )
     changed = np.bincount(run.targets[run.targets >= 0], minlength=10)
     print(f"{run.n} invariance examples -> {path} (grid: {path.with_suffix('.png')})")
+    found = np.isfinite(run.distortion)  # NaN marks a source with no example (l0 attack)
+    spread = (f"mean {run.distortion[found].mean():.4g}, max {run.distortion[found].max():.4g}"
+              if found.any() else "no example found")
     print(
-        f"distortion: mean {run.distortion.mean():.4g}, max {run.distortion.max():.4g}; "
+        f"distortion over the {int(found.sum())} examples found: {spread}; "
         f"target classes: {dict(enumerate(changed.tolist()))}"
     )
     return 0

@@ -75,6 +75,8 @@ __all__ = [
     "train_proxy",
     "load_or_train_proxy",
     "validate_proxy",
+    "threshold_rule_labels",
+    "proxy_ranking",
     "proxy_estimate",
     "ink_threshold_sweep",
     "select_ink_threshold",
@@ -456,6 +458,93 @@ def validate_proxy(proxy: Any, sets: dict[str, Any]) -> dict:
         humans.append(np.asarray(pset.human_labels))
         origs.append(np.asarray(pset.original_labels))
     out["pooled"] = _rates(np.concatenate(preds), np.concatenate(humans), np.concatenate(origs))
+    return out
+
+
+def threshold_rule_labels(proba: np.ndarray, original_labels: np.ndarray,
+                          threshold: float) -> np.ndarray:
+    """Labels of the rule "the source's label unless ``1 - p(source) > threshold``".
+
+    Above the threshold the rule answers the most probable *other* class. ``threshold =
+    0.5`` is close to (but not always the same as) the argmax; a larger threshold asks
+    for more evidence before calling a label changed.
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    orig = as_labels(original_labels, "original_labels", n_classes=proba.shape[1],
+                     length=proba.shape[0], allow_reject=False)
+    rows = np.arange(proba.shape[0])
+    other = proba.copy()
+    other[rows, orig] = -np.inf
+    changed = 1.0 - proba[rows, orig] > threshold
+    return np.where(changed, other.argmax(axis=1), orig).astype(np.int64)
+
+
+def _best_threshold(score: np.ndarray, proba: np.ndarray, orig: np.ndarray,
+                    human: np.ndarray) -> tuple[float, int]:
+    # Every distinct score (and "never changed") is a candidate cut; ties keep the
+    # smallest threshold so the result is deterministic.
+    best_t, best_hits = 1.0, int(np.sum(orig == human))
+    for t in np.unique(score):
+        hits = int(np.sum(threshold_rule_labels(proba, orig, float(t)) == human))
+        if hits > best_hits:
+            best_t, best_hits = float(t), hits
+    return best_t, best_hits
+
+
+def proxy_ranking(proxy: Any, sets: dict[str, Any]) -> dict:
+    """What limits the proxy: how well its evidence *ranks* the human label changes.
+
+    The score of an example is the proxy's probability that it is *not* the source's
+    class, ``1 - p(source)``. Per set:
+
+    - ``auc``: area under the ROC curve of that score against "the human label changed"
+      (exact for the sample; 0.5 is chance, 1 a perfect ranking);
+    - ``best_threshold`` / ``best_threshold_agreement``: the rule of
+      :func:`threshold_rule_labels` with the threshold that agrees most with the humans
+      *on this same set* -- an in-sample, optimistic estimate: no threshold on this
+      score does better on this sample, so a proxy built on it cannot reach more;
+    - ``transfer``: with two or more sets, agreement on each set of the threshold that
+      was best on the *other* sets pooled (out-of-sample).
+
+    Human labels outside ``{source, the proxy's most likely other class}`` count as
+    disagreements for every threshold (``n_third_class`` says how many there are).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    if not sets:
+        raise ValueError("sets must hold at least one published set")
+    data = {}
+    for name, pset in sets.items():
+        x = to_model_input(pset.examples, f"{name} examples")
+        proba = np.asarray(proxy.predict_proba(x), dtype=np.float64)
+        orig = np.asarray(pset.original_labels, dtype=np.int64)
+        human = np.asarray(pset.human_labels, dtype=np.int64)
+        score = 1.0 - proba[np.arange(len(orig)), orig]
+        data[name] = (proba, orig, human, score)
+    out: dict[str, Any] = {"score": "1 - p(source class)", "sets": {}}
+    for name, (proba, orig, human, score) in data.items():
+        changed = human != orig
+        auc = (float(roc_auc_score(changed, score)) if 0 < changed.sum() < len(changed)
+               else None)
+        t, hits = _best_threshold(score, proba, orig, human)
+        third = int(np.sum(changed & (human != threshold_rule_labels(proba, orig, -1.0))))
+        out["sets"][name] = {
+            "n": len(orig), "n_label_changed": int(changed.sum()), "auc": auc,
+            "best_threshold": t,
+            "best_threshold_agreement": proportion_estimate(
+                hits, len(orig), "in-sample best threshold on the proxy score (optimistic)"),
+            "n_third_class": third}
+    if len(data) >= 2:
+        out["transfer"] = {}
+        for name, (proba, orig, human, _) in data.items():
+            rest = [v for k, v in data.items() if k != name]
+            t, _ = _best_threshold(*(np.concatenate([r[i] for r in rest])
+                                     for i in (3, 0, 1, 2)))
+            hits = int(np.sum(threshold_rule_labels(proba, orig, t) == human))
+            out["transfer"][name] = {
+                "threshold_from_other_sets": t,
+                "agreement": proportion_estimate(
+                    hits, len(orig), "threshold fitted on the other sets (out-of-sample)")}
     return out
 
 

@@ -87,6 +87,9 @@ __all__ = [
 
 #: Bumped whenever training code changes in a way that changes results; part of the key.
 ZOO_FORMAT = 1
+#: Per-method training-code versions, also part of the key (a method missing here is at
+#: version 1), so a change to one method's training does not invalidate the others'.
+METHOD_VERSIONS = {"robust_linear": 2}  # 2: smoothed first stage (no stall at W = 0)
 METHODS = ("standard", "pgd", "ibp", "logreg", "robust_linear", "knn")
 TORCH_METHODS = ("standard", "pgd", "ibp")
 
@@ -259,8 +262,11 @@ def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
 
 def config_key(config: TrainConfig, fingerprint: str) -> str:
     """Cache key: hash of the zoo format, the full configuration and the data fingerprint."""
-    payload = json.dumps({"format": ZOO_FORMAT, "config": config.to_dict(), "data": fingerprint},
-                         sort_keys=True)
+    content = {"format": ZOO_FORMAT, "config": config.to_dict(), "data": fingerprint}
+    version = METHOD_VERSIONS.get(getattr(config, "method", None), 1)
+    if version != 1:  # keeps the keys of methods at version 1 unchanged
+        content["method_version"] = version
+    payload = json.dumps(content, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:20]
 
 
@@ -417,7 +423,8 @@ def _train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
 
 # --------------------------------------------------------------------------- linear, exact robust
 def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray, y: np.ndarray,
-                       n_classes: int, l2: float) -> tuple[float, np.ndarray]:
+                       n_classes: int, l2: float, smoothing: float = 0.0
+                       ) -> tuple[float, np.ndarray]:
     """Exact worst-case cross-entropy of a linear model over l-inf boxes, and its gradient.
 
     For each sample the worst case of every margin ``z_y - z_j`` over the box with
@@ -426,6 +433,11 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
     ``mean_n log(1 + sum_{j != y} exp(-g_j)) + l2 / 2 * ||W||^2``, which upper-bounds the
     worst-case cross-entropy and is convex in ``(W, b)``. With ``r = 0`` it is the
     multinomial logistic loss.
+
+    With ``smoothing = s > 0`` every ``|t|`` becomes ``sqrt(t^2 + s^2) >= |t|``: a smooth
+    convex function that still upper-bounds the worst-case cross-entropy (the exact loss
+    has a kink wherever two rows of ``W`` share a coordinate, e.g. at ``W = 0``, where
+    quasi-Newton methods stall).
 
     Parameters
     ----------
@@ -436,6 +448,8 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
     y : int array, shape (n,)
     n_classes : int
     l2 : float
+    smoothing : float, default 0
+        ``0`` for the exact loss.
 
     Returns
     -------
@@ -445,7 +459,14 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
     n, d = centre.shape
     w = params[: n_classes * d].reshape(n_classes, d)
     b = params[n_classes * d:]
-    g = _linear_worst_margins_box(w, b, centre, half, y)
+    if smoothing > 0:
+        logits = centre @ w.T + b
+        g = logits[np.arange(n), y][:, None] - logits
+        for k in np.unique(y):
+            m = y == k
+            g[m] -= half[m] @ np.sqrt((w[k] - w) ** 2 + smoothing ** 2).T
+    else:
+        g = _linear_worst_margins_box(w, b, centre, half, y)
     neg = -g
     rows = np.arange(n)
     neg[rows, y] = 0.0  # the "1 +" term of log(1 + sum exp(-g_j))
@@ -463,7 +484,10 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
             continue
         ak = a[m]  # (m, C)
         # d g_j / d w_k = c - sign(w_k - w_j) * r ; d g_j / d w_j = -(same)
-        dk = ak.T @ centre[m] - np.sign(w[k] - w) * (ak.T @ half[m])  # (C, d)
+        diff = w[k] - w
+        slope = (diff / np.sqrt(diff ** 2 + smoothing ** 2) if smoothing > 0
+                 else np.sign(diff))
+        dk = ak.T @ centre[m] - slope * (ak.T @ half[m])  # (C, d)
         gw[k] += dk.sum(axis=0)
         gw -= dk
         colsum = ak.sum(axis=0)
@@ -473,25 +497,42 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
 
 
 def fit_robust_linear(images: np.ndarray, labels: np.ndarray, eps: float, *, l2: float = 1e-4,
-                      max_iter: int = 200, n_classes: int = 10) -> tuple[LinearModel, dict]:
+                      max_iter: int = 200, n_classes: int = 10, smoothing: float = 1e-4
+                      ) -> tuple[LinearModel, dict]:
     """Linear model minimising the exact l-inf worst-case loss (:func:`robust_linear_loss`).
 
-    Deterministic (zero initialisation, L-BFGS-B from scipy; the problem is convex).
-    ``images`` are uint8 ``(n, 28, 28)`` or floats in ``[0, 1]``.
+    Deterministic, in two L-BFGS-B stages (scipy; the problem is convex): from ``W = 0``
+    on the smoothed loss (``smoothing``; the exact loss has a kink at ``W = 0`` where
+    L-BFGS-B stops at iteration 0 for eps > 0), then on the exact loss from there. The
+    stage with the lower *exact* loss is returned. ``images`` are uint8 ``(n, 28, 28)``
+    or floats in ``[0, 1]``; ``max_iter`` bounds each stage.
     """
     from scipy.optimize import minimize
 
     x = _flat_unit(images)
     y = as_labels(labels, "labels", n_classes=n_classes, length=x.shape[0], allow_reject=False)
+    if not (math.isfinite(smoothing) and smoothing >= 0):
+        raise ValueError(f"smoothing must be finite and >= 0, got {smoothing}")
     lo, hi = input_box(x, eps)
     centre, half = (lo + hi) / 2, (hi - lo) / 2
-    res = minimize(robust_linear_loss, np.zeros(n_classes * (x.shape[1] + 1)), jac=True,
-                   args=(centre, half, y, n_classes, l2), method="L-BFGS-B",
-                   options={"maxiter": max_iter})
-    w = res.x[: n_classes * x.shape[1]].reshape(n_classes, x.shape[1])
-    info = {"final_loss": float(res.fun), "n_iter": int(res.nit), "converged": bool(res.success),
-            "optimizer_message": str(res.message)}
-    return LinearModel(w, res.x[n_classes * x.shape[1]:]), info
+    params = np.zeros(n_classes * (x.shape[1] + 1))
+    stages = []
+    for s in ((smoothing, 0.0) if smoothing > 0 else (0.0,)):
+        res = minimize(robust_linear_loss, params, jac=True,
+                       args=(centre, half, y, n_classes, l2, s), method="L-BFGS-B",
+                       options={"maxiter": max_iter})
+        exact = res.fun if s == 0 else robust_linear_loss(res.x, centre, half, y, n_classes,
+                                                          l2)[0]
+        stages.append({"smoothing": s, "exact_loss": float(exact), "n_iter": int(res.nit),
+                       "converged": bool(res.success), "message": str(res.message),
+                       "x": res.x})
+        params = res.x
+    best = min(stages, key=lambda st: st["exact_loss"])
+    w = best["x"][: n_classes * x.shape[1]].reshape(n_classes, x.shape[1])
+    info = {"final_loss": best["exact_loss"], "n_iter": sum(st["n_iter"] for st in stages),
+            "converged": bool(best["converged"]), "optimizer_message": best["message"],
+            "stages": [{k: v for k, v in st.items() if k != "x"} for st in stages]}
+    return LinearModel(w, best["x"][n_classes * x.shape[1]:]), info
 
 
 def _flat_unit(images: np.ndarray) -> np.ndarray:
