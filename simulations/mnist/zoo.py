@@ -199,10 +199,11 @@ IBP_TRAINING_RADII = (0.1, 0.3, 0.4)
 
 
 def _pgd(eps: float) -> TrainConfig:
-    # Madry et al. (2018) on the small CNN: PGD-7 with step eps / 3 (0.1 at eps = 0.3),
-    # radius ramped over the first 20% of steps.
-    return TrainConfig(f"pgd-{eps}", "pgd", arch="small_cnn", epochs=8, lr=1e-3,
-                       lr_decay_epochs=(6,), eps=eps, pgd_steps=7,
+    # Madry et al. (2018): PGD-7 with step eps / 3 (0.1 at eps = 0.3), radius ramped over
+    # the first 20% of steps. The wide CNN: on small_cnn (8 epochs) PGD training at 0.3
+    # underfit (98.15% clean, robust train accuracy still rising).
+    return TrainConfig(f"pgd-{eps}", "pgd", arch="wide_cnn", epochs=11, lr=1e-3,
+                       lr_decay_epochs=(8, 10), eps=eps, pgd_steps=7,
                        pgd_step_size=round(eps / 3, 4), ramp_fraction=0.2, budget_minutes=15)
 
 
@@ -228,7 +229,7 @@ CONFIGS: dict[str, TrainConfig] = {
         TrainConfig("tiny-robust-linear", "robust_linear", n_train=800, eps=0.1, l2=1e-3,
                     max_iter=50, budget_minutes=0.5),
         TrainConfig("tiny-knn", "knn", n_train=800, k=3, budget_minutes=0.1),
-        TrainConfig("undefended", "standard", arch="small_cnn", epochs=6, lr=1e-3,
+        TrainConfig("undefended", "standard", arch="wide_cnn", epochs=6, lr=1e-3,
                     lr_decay_epochs=(4,), budget_minutes=10),
         *(_pgd(eps) for eps in PGD_TRAINING_RADII),
         *(_ibp(eps) for eps in IBP_TRAINING_RADII),
