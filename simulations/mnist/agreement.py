@@ -273,7 +273,7 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
     """Evaluate every model on every published set (and optionally on test images).
 
     Returns a JSON-ready dictionary (every :class:`Quantity` converted with ``to_dict``);
-    its keys are documented in ``docs/mnist_models.md``.
+    its keys are documented in ``docs/mnist.md``.
     """
     out: dict[str, Any] = {
         "sets": {name: {"n": int(s.human_labels.shape[0]), "norm": s.norm, "radius": s.radius,
