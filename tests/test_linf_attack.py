@@ -441,7 +441,9 @@ def test_cli_errors(tmp_path, capsys):
     cases = [
         (["--eps", "0"], "eps must be in"),
         (["--eps", "1.5"], "eps must be in"),
-        (["--eps", "0.3", "--data-dir", str(tmp_path)], "MNIST file(s) missing"),
+        # explicit indices: the default ("published") would look for the release first
+        (["--eps", "0.3", "--indices", "0:5", "--data-dir", str(tmp_path)],
+         "MNIST file(s) missing"),
         (["--eps", "0.3", "--indices", "0:10001"], "outside"),
         (["--eps", "0.3", "--indices", "random:3"], "--seed"),
     ]
