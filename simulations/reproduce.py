@@ -356,38 +356,27 @@ def _l0_stage(config: ReproduceConfig, out: Path, proxy: Any, validation: dict,
     """The model-free l0 attack on the published sources (resumable run in ``out/runs``),
     its l0 sizes and the proxy's estimate of its label-change rate."""
     from simulations.mnist.data import load_mnist
-    from simulations.mnist.l0_attack import BUDGETS, L0InvarianceAttack, summarize_run
+    from simulations.mnist.l0_attack import batch_attack, run_medians, summarize_run
     from simulations.mnist.published import published_indices
     from simulations.mnist.runner import run_attack
 
     idx = published_indices(published_dir)
     if config.l0_sources is not None:
         idx = idx[: config.l0_sources]
-    train = load_mnist("train", data_dir)
-    test = load_mnist("test", data_dir)
-    n_train = config.l0_train_subset or len(train.images)
-    attack = L0InvarianceAttack(train.images[:n_train], train.labels[:n_train],
-                                random_state=config.seed, n_jobs=n_jobs,
-                                **BUDGETS[config.l0_budget])
-    params = {**attack.get_params(), "budget": config.l0_budget,
-              "training_set": f"the first {n_train} MNIST training images",
-              "indices": "published", "seed": None}
-
-    def batch(i: np.ndarray) -> dict[str, np.ndarray]:
-        return attack.run(test.images[i], test.labels[i], keys=i).as_arrays()
-
+    batch, params = batch_attack(load_mnist("train", data_dir), load_mnist("test", data_dir),
+                                 n_train=config.l0_train_subset, budget=config.l0_budget,
+                                 random_state=config.seed, n_jobs=n_jobs)
     start = time.perf_counter()
-    run, path = run_attack(batch, idx, out / "runs", "l0_all", params, progress=progress)
+    run, path = run_attack(batch, idx, out / "runs", "l0_all",
+                           {**params, "indices": "published", "seed": None},
+                           progress=progress)
     entry = _runs_stage((str(path),), proxy, validation)[path.name]
-    dist = np.asarray(run.distortion, dtype=np.float64)
-    ok = np.isfinite(dist)
-    entry.update({
-        "seconds": round(time.perf_counter() - start, 2),
-        "summary": summarize_run(run),
-        "median_l0_all": float(np.median(np.where(ok, dist, np.inf))),
-        "median_l0_successes": float(np.median(dist[ok])) if ok.any() else None,
-        "n_failures": int((~ok).sum()),
-        "published_median_l0": 25})
+    medians = run_medians(run)
+    entry.update({"seconds": round(time.perf_counter() - start, 2),
+                  "summary": summarize_run(run),
+                  "median_l0_all": medians["median_l0_all"],
+                  "median_l0_successes": medians["median_l0_successes"],
+                  "n_failures": medians["n_failures"], "published_median_l0": 25})
     return entry
 
 

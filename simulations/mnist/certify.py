@@ -114,18 +114,23 @@ def linear_worst_margins(
 
 
 def _linear_worst_margins_box(w: np.ndarray, b: np.ndarray, centre: np.ndarray,
-                              half: np.ndarray, y: np.ndarray) -> np.ndarray:
+                              half: np.ndarray, y: np.ndarray,
+                              smoothing: float = 0.0) -> np.ndarray:
     """Unvalidated core of :func:`linear_worst_margins` on a box ``centre +- half``.
 
-    Column ``y`` comes out as 0. Grouping samples by label needs only ``|w_k - w_j|``
-    for the one row ``k = y``: O(n d C) work.
+    Column ``y`` comes out as 0 (``-half . smoothing`` with smoothing). Grouping samples
+    by label needs only ``|w_k - w_j|`` for the one row ``k = y``: O(n d C) work. With
+    ``smoothing = s > 0`` every ``|t|`` is ``sqrt(t^2 + s^2)``: smooth lower bounds of the
+    worst-case margins, for training (certification uses ``s = 0``).
     """
     logits = centre @ w.T + b
     rows = np.arange(centre.shape[0])
     out = logits[rows, y][:, None] - logits
     for k in np.unique(y):
         m = y == k
-        out[m] -= half[m] @ np.abs(w[k] - w).T
+        diff = w[k] - w
+        size = np.sqrt(diff ** 2 + smoothing ** 2) if smoothing > 0 else np.abs(diff)
+        out[m] -= half[m] @ size.T
     return out
 
 

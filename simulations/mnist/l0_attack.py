@@ -102,6 +102,8 @@ __all__ = [
     "add_l0_parser",
     "apply_edit",
     "summarize_run",
+    "run_medians",
+    "batch_attack",
     "candidate_clusters",
     "change_thickness",
     "l0_distance",
@@ -1304,6 +1306,31 @@ class L0InvarianceAttack:
 # ---------------------------------------------------------------------------------- CLI
 
 
+def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: str = "default",
+                 **kwargs: Any) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], dict]:
+    """The l0 attack as a batch function for :func:`simulations.mnist.runner.run_attack`.
+
+    ``train`` / ``test`` are MNIST splits (``.images``, ``.labels``); the attack aligns
+    the first ``n_train`` training images (``None``: all) with the search budget
+    ``budget`` (:data:`BUDGETS`); ``kwargs`` go to :class:`L0InvarianceAttack`. Returns
+    ``(batch(test_indices) -> arrays, params)`` with the run's JSON parameters.
+    """
+    n_train = len(train.images) if n_train is None else n_train
+    if not 1 <= n_train <= len(train.images):
+        raise ValueError(f"n_train must be in 1..{len(train.images)}, got {n_train}")
+    if budget not in BUDGETS:
+        raise ValueError(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    attack = L0InvarianceAttack(train.images[:n_train], train.labels[:n_train],
+                                **BUDGETS[budget], **kwargs)
+    params = {**attack.get_params(), "budget": budget,
+              "training_set": f"the first {n_train} MNIST training images"}
+
+    def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return attack.run(test.images[idx], test.labels[idx], keys=idx).as_arrays()
+
+    return batch, params
+
+
 def _cmd_l0(args: argparse.Namespace) -> int:
     from simulations.mnist.cli import run_command
     from simulations.mnist.data import load_mnist
@@ -1312,22 +1339,12 @@ def _cmd_l0(args: argparse.Namespace) -> int:
         raise ValueError("--n-jobs must not be 0")
     train = load_mnist("train", args.data_dir)
     test = load_mnist("test", args.data_dir)
-    n_train = len(train.images) if args.train_subset is None else args.train_subset
-    if not 1 <= n_train <= len(train.images):
-        raise ValueError(f"--train-subset must be in 1..{len(train.images)}, got {n_train}")
-    attack = L0InvarianceAttack(
-        train.images[:n_train], train.labels[:n_train], targets=args.targets,
-        min_confidence=args.min_confidence, random_state=args.attack_seed,
-        n_jobs=args.n_jobs, **BUDGETS[args.budget],
-    )
-    params = {
-        **attack.get_params(), "budget": args.budget,
-        "training_set": f"the first {n_train} MNIST training images",
-    }
-
-    def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
-        return attack.run(test.images[idx], test.labels[idx], keys=idx).as_arrays()
-
+    if args.train_subset is not None and not 1 <= args.train_subset <= len(train.images):
+        raise ValueError(f"--train-subset must be in 1..{len(train.images)}, "
+                         f"got {args.train_subset}")
+    batch, params = batch_attack(
+        train, test, n_train=args.train_subset, budget=args.budget, targets=args.targets,
+        min_confidence=args.min_confidence, random_state=args.attack_seed, n_jobs=args.n_jobs)
     name = f"l0_{args.targets}"
     code = run_command(args, name, params, batch)
     if code == 0:
@@ -1337,15 +1354,24 @@ def _cmd_l0(args: argparse.Namespace) -> int:
     return code
 
 
-def summarize_run(run: Any) -> str:
-    """One-line summary of an l0 run: medians of the binarised l0 and failures."""
+def run_medians(run: Any) -> dict[str, Any]:
+    """Exact l0 statistics of a run: median over all sources (a failure -- NaN distortion
+    -- counts as infinite), median over the successes (``None`` without any), failures."""
     dist = np.asarray(run.distortion, dtype=np.float64)
     ok = np.isfinite(dist)
-    with_fail = np.median(np.where(ok, dist, np.inf))
+    return {"median_l0_all": float(np.median(np.where(ok, dist, np.inf))),
+            "median_l0_successes": float(np.median(dist[ok])) if ok.any() else None,
+            "n_successes": int(ok.sum()), "n_failures": int((~ok).sum())}
+
+
+def summarize_run(run: Any) -> str:
+    """One-line summary of an l0 run: medians of the binarised l0 and failures."""
+    m = run_medians(run)
+    succ = np.nan if m["median_l0_successes"] is None else m["median_l0_successes"]
     return (
-        f"l0 (binarised pixels changed): median {with_fail:g} over all {len(dist)} sources "
-        f"(a failure counts as infinite); median {np.median(dist[ok]) if ok.any() else np.nan:g}"
-        f" over the {int(ok.sum())} successes; {int((~ok).sum())} failures"
+        f"l0 (binarised pixels changed): median {m['median_l0_all']:g} over all "
+        f"{m['n_successes'] + m['n_failures']} sources (a failure counts as infinite); "
+        f"median {succ:g} over the {m['n_successes']} successes; {m['n_failures']} failures"
     )
 
 

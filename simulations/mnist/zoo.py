@@ -463,14 +463,7 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
     n, d = centre.shape
     w = params[: n_classes * d].reshape(n_classes, d)
     b = params[n_classes * d:]
-    if smoothing > 0:
-        logits = centre @ w.T + b
-        g = logits[np.arange(n), y][:, None] - logits
-        for k in np.unique(y):
-            m = y == k
-            g[m] -= half[m] @ np.sqrt((w[k] - w) ** 2 + smoothing ** 2).T
-    else:
-        g = _linear_worst_margins_box(w, b, centre, half, y)
+    g = _linear_worst_margins_box(w, b, centre, half, y, smoothing)
     neg = -g
     rows = np.arange(n)
     neg[rows, y] = 0.0  # the "1 +" term of log(1 + sum exp(-g_j))
