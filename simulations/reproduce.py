@@ -35,8 +35,8 @@ import numpy as np
 
 from simulations.mnist.agreement import _jsonable
 
-__all__ = ["ReproduceConfig", "QUICK", "FULL", "PUBLISHED_RATES", "run_reproduction",
-           "add_parser"]
+__all__ = ["ReproduceConfig", "MAIN", "QUICK", "FULL", "PRESETS", "PUBLISHED_RATES",
+           "run_reproduction", "add_parser"]
 
 #: The paper's label-change rates (share of invariance examples whose human label
 #: differs from the source's), quoted from Tramer et al. (2020), Section 4.
@@ -49,6 +49,7 @@ PUBLISHED_RATES: dict[str, tuple[float, str]] = {
 
 FULL_MODELS = ("undefended", "pgd-0.1", "pgd-0.2", "pgd-0.3", "pgd-0.4", "ibp-0.1", "ibp-0.3",
                "ibp-0.4", "logreg", "robust-linear-0.1", "robust-linear-0.3", "knn")
+MAIN_MODELS = ("undefended", "pgd-0.3", "pgd-0.4", "ibp-0.4")
 QUICK_MODELS = ("tiny-standard", "tiny-pgd", "tiny-ibp", "tiny-logreg", "tiny-robust-linear",
                 "tiny-knn")
 
@@ -59,7 +60,8 @@ class ReproduceConfig:
 
     Attributes
     ----------
-    quick : bool
+    mode : {"main", "quick", "full"}
+        Which preset the run started from (:data:`MAIN`, :data:`QUICK`, :data:`FULL`).
     models : tuple of str
         Zoo configuration names (:data:`simulations.mnist.zoo.CONFIGS`).
     proxy : str
@@ -69,7 +71,9 @@ class ReproduceConfig:
     attack_eps : tuple of float
         Radii of the l-inf invariance attack.
     n_test : int
-        First ``n_test`` MNIST test images for clean / PGD / certified accuracy.
+        First ``n_test`` MNIST test images for clean and certified accuracy.
+    n_test_pgd : int or None
+        First ``n_test_pgd`` of those for PGD accuracy (``None``: all ``n_test``).
     eval_eps : tuple of float
         Radii of the sensitivity evaluation.
     pgd_steps, pgd_restarts : PGD used for empirical robust accuracy.
@@ -90,12 +94,13 @@ class ReproduceConfig:
         The l0 attack aligns the first ``l0_train_subset`` training images (``None``: all).
     """
 
-    quick: bool = False
+    mode: str = "full"
     models: tuple[str, ...] = FULL_MODELS
     proxy: str = "proxy"
     n_sources: int | None = None
     attack_eps: tuple[float, ...] = (0.3, 0.4)
-    n_test: int = 1000
+    n_test: int = 10000
+    n_test_pgd: int | None = 1000
     eval_eps: tuple[float, ...] = (0.3, 0.4)
     pgd_steps: int = 40
     pgd_restarts: int = 5
@@ -112,6 +117,10 @@ class ReproduceConfig:
         from simulations.mnist.proxy import PROXY_CONFIGS
         from simulations.mnist.zoo import CONFIGS
 
+        if self.mode not in ("main", "quick", "full"):
+            raise ValueError(f"mode must be 'main', 'quick' or 'full', got {self.mode!r}")
+        if self.n_test_pgd is not None and self.n_test_pgd < 1:
+            raise ValueError(f"n_test_pgd must be None or >= 1, got {self.n_test_pgd}")
         unknown = [m for m in self.models if m not in CONFIGS]
         if unknown or not self.models:
             raise ValueError(f"models must be zoo names, unknown: {unknown or '(none given)'}")
@@ -122,6 +131,8 @@ class ReproduceConfig:
         for name in ("n_test", "pgd_steps", "pgd_restarts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.n_test > 10000:
+            raise ValueError(f"n_test must be <= 10000 (the MNIST test set), got {self.n_test}")
         if self.l0_sources is not None and self.l0_sources < 0:
             raise ValueError(f"l0_sources must be None or >= 0, got {self.l0_sources}")
         if self.l0_budget not in ("default", "fast"):
@@ -149,12 +160,20 @@ class ReproduceConfig:
         return hashlib.sha256(json.dumps([stage, d], sort_keys=True).encode()).hexdigest()[:16]
 
 
-#: ``--quick``: tiny models (seconds), 20 sources, 200 test images, PGD-10 x 2.
-QUICK = ReproduceConfig(quick=True, models=QUICK_MODELS, proxy="proxy-tiny", n_sources=20,
-                        n_test=200, pgd_steps=10, pgd_restarts=2, toy="small", l0_sources=3,
-                        l0_budget="fast", l0_train_subset=5000)
-#: The full run (models from the cache; training the missing ones takes hours).
-FULL = ReproduceConfig()
+#: The default run: the models that carry the paper's claim (undefended, PGD training at
+#: 0.3 and 0.4, IBP at 0.4), the l-inf attack on all 100 published sources, clean and
+#: certified accuracy on the whole test set, PGD-40 on its first 1000 images, the toy
+#: curves; no l0 stage. Minutes from an empty cache (docs/performance.md).
+MAIN = ReproduceConfig(mode="main", models=MAIN_MODELS, n_test=10000, n_test_pgd=1000,
+                       pgd_steps=40, pgd_restarts=1, toy="small", l0_sources=0)
+#: ``--quick``: tiny models (seconds), 20 sources, 200 test images, PGD-10 x 2 (smoke run).
+QUICK = ReproduceConfig(mode="quick", models=QUICK_MODELS, proxy="proxy-tiny", n_sources=20,
+                        n_test=200, n_test_pgd=None, pgd_steps=10, pgd_restarts=2,
+                        toy="small", l0_sources=3, l0_budget="fast", l0_train_subset=5000)
+#: ``--full``: every zoo model, the l0 stage on all 100 sources, PGD-40 x 5 restarts, the
+#: default toy sizes (training the zoo from an empty cache takes about an hour).
+FULL = ReproduceConfig(mode="full")
+PRESETS = {"main": MAIN, "quick": QUICK, "full": FULL}
 
 
 # --------------------------------------------------------------------------- helpers
@@ -178,18 +197,25 @@ def _default(obj: Any) -> Any:
 class _Stages:
     """Stage results on disk: reused when the stage's configuration digest matches."""
 
-    def __init__(self, out: Path, config: ReproduceConfig, progress: bool) -> None:
+    def __init__(self, out: Path, config: ReproduceConfig, progress: bool,
+                 sets: str = "") -> None:
         self.dir = out / "stages"
         self.config = config
+        self.sets = sets
         self.progress = progress
         self.seconds: dict[str, float] = {}
 
     def run(self, name: str, fn: Any, depends: str | None = None) -> dict:
         path = self.dir / f"{name.replace('/', '_')}.json"
-        digest = self.config.digest(depends or name)
+        # Every stage reads the published sets: which ones were found is part of its key
+        # (a fetch that adds a set invalidates what was computed without it).
+        digest = self.config.digest(f"{depends or name}|sets:{self.sets}")
         if path.exists():
-            data = json.loads(path.read_text())
-            if data.get("digest") == digest:
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                data = {}  # unreadable (e.g. edited by hand): recomputed and rewritten
+            if isinstance(data, dict) and data.get("digest") == digest and "result" in data:
                 self._say(f"{name}: reused {path}")
                 self.seconds[name] = 0.0
                 return data["result"]
@@ -239,8 +265,10 @@ def _published_stage(sets: dict) -> dict:
             "ceiling": ceiling(s.human_labels, s.original_labels, radius=s.radius),
         }
     missing = {k: v for k, v in PUBLISHED_RATES.items() if k not in sets}
-    return {"sets": rows, "quoted_only": {k: {"paper_rate": v[0], "paper_description": v[1]}
-                                          for k, v in missing.items()}}
+    return {"sets": rows, "folder": str(getattr(sets, "folder", "")),
+            "missing": dict(getattr(sets, "missing", {})),
+            "quoted_only": {k: {"paper_rate": v[0], "paper_description": v[1]}
+                            for k, v in missing.items()}}
 
 
 def _share(mask: np.ndarray, method: str) -> Any:
@@ -249,26 +277,44 @@ def _share(mask: np.ndarray, method: str) -> Any:
     return proportion_estimate(int(np.sum(mask)), int(mask.size), method)
 
 
-def _models_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any,
-                  progress: bool) -> tuple[dict, dict]:
-    from tqdm.auto import tqdm
+def _trainable(config: ReproduceConfig, name: str) -> bool:
+    # --quick never trains a full configuration (minutes); cached ones are used.
+    return config.train_missing and (config.mode != "quick" or name.startswith("tiny-"))
 
+
+def _train_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any, n_jobs: int,
+                 progress: bool) -> list[dict]:
+    """Train every model and proxy member missing from the cache, ``n_jobs`` at a time."""
+    from simulations.mnist.data import load_mnist
+    from simulations.mnist.train_pool import missing_jobs, train_missing
+
+    train = load_mnist("train", data_dir)
+    names = [m for m in config.models if _trainable(config, m)]
+    proxy = config.proxy if config.train_missing else None
+    jobs = missing_jobs(names, proxy, train.images, train.labels, cache_dir=cache_dir)
+    if jobs and progress:
+        print(f"training {len(jobs)} model(s) missing from the cache: "
+              f"{', '.join(j.label for j in jobs)}", flush=True)
+    return train_missing(jobs, data_dir=data_dir, cache_dir=cache_dir, n_jobs=n_jobs,
+                         progress=progress)
+
+
+def _models_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any,
+                  trained_now: set[str]) -> tuple[dict, dict]:
     from simulations.mnist.zoo import get_config, load_or_train
 
     loaded, info = {}, {}
-    for name in tqdm(config.models, desc="models", disable=not progress):
+    for name in config.models:
         cfg = get_config(name)
         try:
-            # --quick never trains a full configuration (minutes to hours); cached ones
-            # are used.
             tm = load_or_train(name, data_dir=data_dir, cache_dir=cache_dir,
-                               train_if_missing=config.train_missing
-                               and (not config.quick or cfg.name.startswith("tiny-")))
+                               train_if_missing=_trainable(config, name))
         except FileNotFoundError as exc:
             info[name] = {"status": "missing", "message": str(exc), "config": cfg.to_dict()}
             continue
         loaded[name] = tm.model
-        info[name] = {"status": "cached" if tm.loaded_from_cache else "trained",
+        trained = name in trained_now or not tm.loaded_from_cache
+        info[name] = {"status": "trained" if trained else "cached",
                       "key": tm.key, "path": str(tm.path), "config": cfg.to_dict(),
                       "metrics": {k: v for k, v in tm.metrics.items() if k != "history"}}
     return loaded, info
@@ -388,7 +434,7 @@ def _eval_stage(name: str, model: Any, sets: dict, config: ReproduceConfig,
     res = evaluate_models({name: model}, sets, pgd=pgd,
                           test_images=test_images[: config.n_test],
                           test_labels=test_labels[: config.n_test],
-                          test_eps=tuple(config.eval_eps))
+                          test_eps=tuple(config.eval_eps), test_pgd_n=config.n_test_pgd)
     return res["models"][name]
 
 
@@ -576,18 +622,14 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
         "# Reproduction report: Tramer et al. (ICML 2020) on MNIST and the toy families",
         "",
         f"Command: `{command}`  ",
-        f"Configuration: `config.json` ({'quick' if config.quick else 'full'} run; stage "
+        f"Configuration: `config.json` ({config.mode} run; stage "
         "results with their configuration digests in `stages/`).  ",
         "Every interval is a 95% Clopper-Pearson interval (estimate); counts are exact; "
         "PGD accuracy is an upper bound on the sample's robust accuracy, certified accuracy a "
         "lower bound (exact for linear models).",
         "",
     ]
-    if config.quick:
-        lines += ["**Quick run**: tiny models (800 training images, one epoch), a subset of "
-                  "sources and test images, weak PGD. Its numbers exercise the pipeline and say "
-                  "nothing about the paper's claims; run `tradeoffs reproduce --out results/` "
-                  "for the measured results.", ""]
+    lines += _scope(config, res)
     lines += ["## Label-change rates of the invariance attacks", "",
               "| set | paper (quoted) | human labels of the release (computed) | "
               "ceiling on robust accuracy |", "|---|---|---|---|"]
@@ -734,6 +776,46 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _scope(config: ReproduceConfig, res: dict) -> list[str]:
+    """What this run found and what it cannot show (the top of REPORT.md)."""
+    pub = res["published"]
+    found = [f"`{n}` ({r['n']} examples)" for n, r in pub["sets"].items()]
+    lines = ["## What this run covers", "",
+             f"- Published sets found in `{pub.get('folder', '?')}`: "
+             + (", ".join(found) if found else "none") + "."]
+    for name, why in pub.get("missing", {}).items():
+        lines.append(f"- **Missing** `{name}`: {why}. Its paper rate is quoted below, not "
+                     "recomputed; `tradeoffs mnist download` fetches the release.")
+    trained = [t["job"] for t in res.get("training", [])]
+    status = {m: i["status"] for m, i in res["models"].items()}
+    lines.append("- Models: " + ", ".join(f"`{m}` ({s})" for m, s in status.items())
+                 + (f"; trained in this run: {', '.join(trained)}" if trained else "") + ".")
+    cannot = []
+    if config.mode == "quick":
+        cannot.append("**Quick run**: tiny models (800 training images, one epoch), a subset "
+                      "of sources and test images, weak PGD. Its numbers exercise the pipeline "
+                      "and say nothing about the paper's claims; `tradeoffs reproduce` (no "
+                      "option) measures them.")
+    if config.n_test_pgd is not None and config.n_test_pgd < config.n_test:
+        cannot.append(f"PGD accuracy is measured on the first {config.n_test_pgd} test images "
+                      f"only (clean and certified accuracy on {config.n_test}); "
+                      "`--n-test-pgd 10000` for all.")
+    if config.pgd_restarts < 5:
+        cannot.append(f"PGD-{config.pgd_steps} with {config.pgd_restarts} restart(s): a "
+                      "weaker upper bound on robust accuracy than the `--full` run's 5 "
+                      "restarts (and than AutoAttack).")
+    if config.l0_sources == 0:
+        cannot.append("The l0 invariance attack is not run (`--full` or `--l0-sources N`).")
+    if set(config.models) != set(FULL_MODELS) and config.mode != "quick":
+        cannot.append("Only part of the zoo is evaluated: the trend over training radii "
+                      "(0.1, 0.2, ...) and the linear and k-NN models need `--full`.")
+    cannot.append("Human labels exist only for the published examples: every statement "
+                  "about the package's own new invariance examples rests on the proxy "
+                  "labeller (an estimate, validated below), not on people.")
+    lines += ["", "What this run cannot show:", ""] + [f"- {c}" for c in cannot] + [""]
+    return lines
+
+
 def _direction(evals: dict, info: dict, sets: list[str]) -> list[str]:
     """The paper's direction: agreement on label-changed examples against training eps."""
     lines = ["## Direction of the paper's finding", "",
@@ -761,12 +843,13 @@ def _direction(evals: dict, info: dict, sets: list[str]) -> list[str]:
 # --------------------------------------------------------------------------- driver
 def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
                      data_dir: Any = None, published_dir: Any = None, cache_dir: Any = None,
-                     n_jobs: int = 1, progress: bool = True, command: str = "",
-                     threads: int | None = 1) -> dict:
+                     n_jobs: int = -1, progress: bool = True, command: str = "",
+                     threads: int | None = None) -> dict:
     """Run every stage, write figures, ``config.json`` and ``REPORT.md`` under ``out``.
 
-    ``threads`` caps torch's intra-op threads (``None``: leave torch's setting); one
-    thread is fastest on a shared 2-core machine.
+    ``n_jobs`` worker processes train the missing models (one torch thread each) and run
+    the alignment search (joblib's convention: -1 is one per core). ``threads`` sets
+    torch's intra-op threads in this process (default: the number of workers).
 
     Returns the collected results (what the report is made of).
     """
@@ -778,28 +861,33 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
         proxy_ranking,
         validate_proxy,
     )
-    from simulations.mnist.published import find_published_dir, load_published_examples
+    from simulations.mnist.published import load_published_examples
+
+    from joblib import effective_n_jobs
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    if threads is not None:
-        _set_threads(threads)
-    folder, origin = find_published_dir(published_dir)
+    n_jobs = effective_n_jobs(n_jobs)
+    _set_threads(n_jobs if threads is None else threads)
+    sets = load_published_examples(published_dir, data_dir=data_dir)
+    folder, origin = sets.folder, sets.origin
     _write_json(out / "config.json", {"command": command, "config": config.to_dict(),
                                       "published_dir": str(folder),
                                       "published_dir_origin": origin,
                                       "data_dir": None if data_dir is None else str(data_dir),
                                       "cache_dir": None if cache_dir is None else str(cache_dir)})
-    stages = _Stages(out, config, progress)
+    stages = _Stages(out, config, progress, ",".join(
+        f"{n}:{s.n}" for n, s in sets.items()))
     res: dict[str, Any] = {}
     if config.toy != "none":
         res["toy"] = stages.run("toy", lambda: _toy_stage(config, out))
-    sets = load_published_examples(folder, data_dir=data_dir)
-    if not sets:
-        raise FileNotFoundError(f"no published set found in {folder}")
     res["published"] = stages.run("published", lambda: _published_stage(sets))
     start = time.perf_counter()
-    models, info = _models_stage(config, data_dir, cache_dir, progress)
+    trained = _train_stage(config, data_dir, cache_dir, n_jobs, progress)
+    stages.seconds["training"] = round(time.perf_counter() - start, 2)
+    res["training"] = trained
+    start = time.perf_counter()
+    models, info = _models_stage(config, data_dir, cache_dir, {t["job"] for t in trained})
     stages.seconds["models"] = round(time.perf_counter() - start, 2)
     res["models"] = info
     if not models:
@@ -870,12 +958,12 @@ def _set_threads(threads: int) -> None:
 
 
 def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
-    base = QUICK if args.quick else FULL
+    base = QUICK if args.quick else FULL if args.full else MAIN
     over: dict[str, Any] = {}
     if args.models:
         over["models"] = tuple(args.models)
-    for name in ("n_sources", "n_test", "pgd_steps", "pgd_restarts", "proxy", "toy",
-                 "l0_sources", "l0_budget"):
+    for name in ("n_sources", "n_test", "n_test_pgd", "pgd_steps", "pgd_restarts", "proxy",
+                 "toy", "l0_sources", "l0_budget"):
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     if args.no_train:
@@ -891,8 +979,10 @@ def _command_line(args: argparse.Namespace) -> str:
     parts = ["tradeoffs", "reproduce", "--out", str(args.out)]
     if args.quick:
         parts.append("--quick")
+    if args.full:
+        parts.append("--full")
     for opt in ("data_dir", "published_dir", "cache_dir", "proxy", "n_sources", "n_test",
-                "pgd_steps", "pgd_restarts", "toy", "l0_sources", "l0_budget"):
+                "n_test_pgd", "pgd_steps", "pgd_restarts", "toy", "l0_sources", "l0_budget"):
         if getattr(args, opt) is not None:
             parts += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     if args.models:
@@ -909,6 +999,8 @@ def _command_line(args: argparse.Namespace) -> str:
 def _cmd(args: argparse.Namespace) -> int:
     if args.n_jobs == 0:
         raise ValueError("--n-jobs must not be 0")
+    if args.quick and args.full:
+        raise ValueError("--quick and --full exclude each other")
     config = _config_from_args(args)
     run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
                      cache_dir=args.cache_dir, n_jobs=args.n_jobs,
@@ -922,13 +1014,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "reproduce",
         help="run the toy and MNIST experiments end to end and write REPORT.md",
-        description="Toy summary, the l-inf and l0 invariance attacks on the published "
-                    "sources, the "
-                    "model zoo (cached), sensitivity and invariance evaluations, the proxy "
-                    "labeller, figures and REPORT.md. --quick: tiny models, under 3 minutes.")
+        description="The paper's findings, measured: trains (or loads from the cache) the "
+                    "models that carry its claim -- undefended CNN, PGD adversarial training "
+                    "at 0.3 and 0.4, IBP at 0.4 --, runs the l-inf invariance attack on the "
+                    "100 published sources, evaluates agreement with the human labels, "
+                    "provably-wrong counts and ceilings on every published set found, the "
+                    "toy trade-off curves, figures and REPORT.md. Fetches MNIST and the "
+                    "authors' release into the cache on first use. About 10 minutes on 2 "
+                    "cores from an empty cache, under a minute with cached models "
+                    "(docs/performance.md). --quick: a smoke run with tiny models; --full: "
+                    "every zoo model and the l0 attack on all 100 sources.")
     p.add_argument("--out", default="results", help="output folder (default: results)")
     p.add_argument("--quick", action="store_true",
-                   help="tiny models, 20 sources, 200 test images, weak PGD (smoke run)")
+                   help="smoke run: tiny models, 20 sources, 200 test images, weak PGD")
+    p.add_argument("--full", action="store_true",
+                   help="full sweep: every zoo model, the l0 attack on all 100 sources, "
+                        "PGD-40 x 5 restarts, default toy sizes")
     p.add_argument("--data-dir", default=None, help="MNIST folder (default: "
                    "$INVARIANCE_TRADEOFFS_DATA, then the cache)")
     p.add_argument("--published-dir", default=None, help="folder of the published release")
@@ -937,7 +1038,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="zoo models to evaluate (default: all full ones; tiny with --quick)")
     p.add_argument("--proxy", default=None, help="proxy configuration name")
     p.add_argument("--n-sources", type=int, default=None, help="published sources attacked")
-    p.add_argument("--n-test", type=int, default=None, help="test images for accuracies")
+    p.add_argument("--n-test", type=int, default=None,
+                   help="first N test images for clean and certified accuracy (default 10000; "
+                        "200 with --quick)")
+    p.add_argument("--n-test-pgd", type=int, default=None, metavar="N",
+                   help="first N of those for PGD accuracy (default 1000)")
     p.add_argument("--pgd-steps", type=int, default=None)
     p.add_argument("--pgd-restarts", type=int, default=None)
     p.add_argument("--toy", choices=("small", "default", "none"), default=None)
@@ -951,8 +1056,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-run", action="append", default=None, metavar="RUN.npz",
                    help="a saved attack run (e.g. of the l0 attack) whose label-change rate "
                         "the proxy estimates; repeatable")
-    p.add_argument("--n-jobs", type=int, default=1, help="workers for the alignment search")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    p.add_argument("--n-jobs", type=int, default=-1,
+                   help="worker processes for training and the alignment search (default -1: "
+                        "one per CPU core)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads in the main process (default: as many as workers)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_cmd)

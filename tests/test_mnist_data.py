@@ -131,66 +131,39 @@ def test_bad_split():
         load_mnist("validation")
 
 
-def _fake_fetch(mnist_dir: Path, behaviour: dict[str, str]):
-    """A stand-in for the network: each mirror serves a good, corrupted or no file."""
-    calls = []
+def test_download_falls_back_across_mirrors(mnist_dir, tmp_path, monkeypatch):
+    """Real HTTP on 127.0.0.1: a corrupting mirror, a half-sending one, then a good one."""
+    from tests.loopback import LoopbackServer
 
-    def fetch(url: str, dest: Path) -> None:
-        mirror = next(m for m in data.MNIST_MIRRORS if url.startswith(m))
-        base = url.rsplit("/", 1)[1][: -len(".gz")]
-        calls.append((mirror, base))
-        mode = behaviour[mirror]
-        if mode == "offline":
-            raise ConnectionError("name resolution failed")
-        raw = gzip.open(data._file_in(mnist_dir, base)).read()
-        if mode == "corrupt":
-            raw = raw[:-1] + bytes([raw[-1] ^ 0xFF])
-        packed = gzip.compress(raw, compresslevel=1, mtime=0)
-        dest.write_bytes(packed[: len(packed) // 3] if mode == "half" else packed)
-
-    return fetch, calls
-
-
-def test_download_into_cache_verifies_and_keeps_good_file(mnist_dir, tmp_path, monkeypatch):
-    m1, m2, m3 = data.MNIST_MIRRORS
-    fetch, calls = _fake_fetch(mnist_dir, {m1: "corrupt", m2: "good", m3: "offline"})
-    monkeypatch.setattr(data, "_fetch", fetch)
-    test = load_mnist("test")  # cache directory: downloads by default
-    assert test.images.shape == (10000, 28, 28)
-    cache = tmp_path / "cache" / "mnist"
-    assert sorted(p.name for p in cache.iterdir()) == [
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
-    ]
-    assert [c[0] for c in calls] == [m1, m2, m1, m2]
-    # a second load finds the files: no further fetch
-    load_mnist("test")
-    assert len(calls) == 4
-
-
-def test_failed_download_leaves_nothing_behind(mnist_dir, tmp_path, monkeypatch):
-    m1, m2, m3 = data.MNIST_MIRRORS
-    fetch, calls = _fake_fetch(mnist_dir, {m1: "half", m2: "corrupt", m3: "offline"})
-    monkeypatch.setattr(data, "_fetch", fetch)
-    with pytest.raises(FileNotFoundError) as err:
-        load_mnist("test")
-    msg = str(err.value)
-    assert "download failed" in msg and "t10k-images-idx3-ubyte" in msg and "--data-dir" in msg
-    cache = tmp_path / "cache" / "mnist"
-    assert list(cache.iterdir()) == []  # no partial or unverified file, no temp folder
-    assert len(calls) == 3
-
-
-def test_no_download_outside_cache_unless_asked(mnist_dir, tmp_path, monkeypatch):
-    fetch, calls = _fake_fetch(mnist_dir, dict.fromkeys(data.MNIST_MIRRORS, "good"))
-    monkeypatch.setattr(data, "_fetch", fetch)
-    folder = tmp_path / "mine"
-    folder.mkdir()
-    with pytest.raises(FileNotFoundError, match="tradeoffs mnist download"):
-        load_mnist("test", folder)
-    assert calls == []
-    assert data.download_mnist(folder) == folder / "mnist"
-    assert load_mnist("train", folder).images.shape == (60000, 28, 28)
+    with LoopbackServer() as server:
+        for base in ("t10k-images-idx3-ubyte", LABELS):
+            good = data._file_in(mnist_dir, base).read_bytes()
+            raw = bytearray(gzip.open(data._file_in(mnist_dir, base)).read())
+            raw[-1] ^= 0xFF
+            server.serve(f"bad/{base}.gz", gzip.compress(bytes(raw)))
+            server.serve(f"half/{base}.gz", good, mode="truncate")
+            server.serve(f"good/{base}.gz", good)
+        mirrors = tuple(server.url + m + "/" for m in ("bad", "half", "good"))
+        monkeypatch.setattr(data, "MNIST_MIRRORS", mirrors)
+        test = load_mnist("test")  # cache directory: downloads by default
+        assert test.images.shape == (10000, 28, 28)
+        cache = tmp_path / "cache" / "mnist"
+        assert sorted(p.name for p in cache.iterdir()) == [
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ]
+        assert [r.split("/")[1] for r in server.requests] == ["bad", "half", "good"] * 2
+        load_mnist("test")  # a second load finds the files: no further request
+        assert len(server.requests) == 6
+        # every mirror failing: nothing partial or unverified is left behind
+        monkeypatch.setattr(data, "MNIST_MIRRORS", mirrors[:2])
+        with pytest.raises(FileNotFoundError, match="download failed") as err:
+            load_mnist("train")
+        assert "train-images-idx3-ubyte" in str(err.value) and "--data-dir" in str(err.value)
+        assert sorted(p.name for p in cache.iterdir()) == [
+            "t10k-images-idx3-ubyte.gz",
+            "t10k-labels-idx1-ubyte.gz",
+        ]
 
 
 def test_to_unit():

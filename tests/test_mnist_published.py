@@ -1,24 +1,30 @@
-"""Loader of the authors' released invariance examples: real sets, aliases, unknown sets, errors."""
+"""Loader of the authors' released invariance examples: real sets, both layouts, checksums,
+missing sets, unknown sets, errors."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from simulations.mnist import data
+from simulations.mnist import data, release
 from simulations.mnist.published import (
-    find_published_dir,
+    KNOWN_SETS,
     load_published_examples,
     published_indices,
+    published_neighbours,
 )
+from simulations.mnist.release import RELEASE_FILES, find_release
 
 
 @pytest.fixture(autouse=True)
 def _no_env(monkeypatch, tmp_path):
     monkeypatch.delenv(data.ENV_VAR, raising=False)
+    monkeypatch.delenv(release.RELEASE_URL_ENV, raising=False)
     monkeypatch.setattr(data, "cache_root", lambda: tmp_path / "cache")
+    monkeypatch.setattr(release, "_VERIFIED", set())
 
 
 def test_real_release(published_dir, mnist_dir):
@@ -40,10 +46,63 @@ def test_real_release(published_dir, mnist_dir):
     assert np.allclose(e4.distortion, 103 / 255)
     loose = load_published_examples(published_dir, data_dir=mnist_dir, tol=1 / 255 + 1e-9)
     assert len(loose["linf/automated_eps04"].violations) == 0
+    # the sets ../shared/data lacks are reported as missing, never silently absent
+    for name in KNOWN_SETS:
+        assert (name in sets) != (name in sets.missing)
+
+
+def _release_layout(published_dir: Path, root: Path) -> Path:
+    """The shared files laid out as in the authors' repository (symlinks)."""
+    for relpath in RELEASE_FILES:
+        for variant in release._variants(relpath):
+            src = published_dir / variant
+            if src.is_file():
+                dst = root / relpath
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                dst.symlink_to(src.resolve())
+                break
+    return root
+
+
+def test_authors_layout_and_neighbours(published_dir, mnist_dir, tmp_path):
+    root = _release_layout(published_dir, tmp_path / "checkout")
+    assert (root / "invariance_examples" / "indexs.npy").is_file()
+    assert (root / "linf" / "all_nns.npy").is_file()
+    for where in (root, root / "invariance_examples"):  # a checkout, or its example folder
+        sets = load_published_examples(where, data_dir=mnist_dir)
+        assert {"linf/automated_eps03", "linf/automated_eps04"} <= set(sets)
+        assert sets.folder == root
+    nns, classes, grids = published_neighbours(root)
+    assert nns.shape == (100, 9, 28, 28) and classes.shape == (100, 9)
+    assert grids.shape == (100, 9, 3) and classes.dtype == np.int64
+    # each source's neighbours cover the 9 other classes
+    assert all(len(set(c)) == 9 for c in classes.tolist())
+
+
+def test_flipped_bit_is_refused(published_dir, mnist_dir, tmp_path):
+    root = tmp_path / "copy" / "excessive-invariance"
+    shutil.copytree(published_dir, root)
+    lab = root / "linf" / "automated_eps03_labels.npy"
+    raw = bytearray(lab.read_bytes())
+    raw[-1] ^= 1  # the last label changes: 22% instead of 21% if it were believed
+    lab.chmod(0o644)
+    lab.write_bytes(bytes(raw))
+    with pytest.raises(ValueError, match="automated_eps03_labels.npy is corrupted") as err:
+        load_published_examples(tmp_path / "copy", data_dir=mnist_dir)
+    assert RELEASE_FILES["invariance_examples/linf/automated_eps03_labels.npy"].sha256 \
+        in str(err.value)
+    assert lab.exists()  # a user's file is reported, never deleted
+    # a truncated file is refused by its size
+    nns = root / "linf" / "all_nns.npy"
+    nns.chmod(0o644)
+    nns.write_bytes(nns.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="all_nns.npy is corrupted or truncated"):
+        published_neighbours(tmp_path / "copy")
 
 
 def _fake_release(root: Path, mnist_dir: Path) -> dict[str, np.ndarray]:
-    """A release laid out like the authors' (with the sets absent from ../shared/data)."""
+    """A release laid out like the authors' with made-up content (so: unverifiable), with
+    the sets absent from ../shared/data."""
     test = data.load_mnist("test", mnist_dir)
     rng = np.random.default_rng(0)
     (root / "linf").mkdir(parents=True)
@@ -55,12 +114,12 @@ def _fake_release(root: Path, mnist_dir: Path) -> dict[str, np.ndarray]:
     ex = np.clip(src + rng.uniform(-76, 76, src.shape), 0, 255).astype(np.float32)
     np.save(root / "linf" / "automated_eps03.npy", ex)
     np.save(root / "linf" / "automated_eps03_labels.npy", test.labels[idx].astype(np.int64))
-    # manual set under an alias name, uint8, own indices
+    # manual set, uint8, own indices
     midx = np.array([3, 1, 4, 1, 5], dtype=np.int64)
     msrc = test.images[midx].astype(np.float64)
     man = np.clip(msrc + rng.uniform(-100, 100, msrc.shape), 0, 255).astype(np.uint8)
-    np.save(root / "linf" / "manual.npy", man)
-    np.save(root / "linf" / "manual_labels.npy", np.array([0, 1, 2, 3, 4]))
+    np.save(root / "linf" / "manual_eps04.npy", man)
+    np.save(root / "linf" / "manual_eps04_labels.npy", np.array([0, 1, 2, 3, 4]))
     np.save(root / "linf" / "manual_indexs.npy", midx)
     # l0 set: a few pixels changed arbitrarily
     l0 = test.images[idx].copy()
@@ -78,19 +137,24 @@ def _fake_release(root: Path, mnist_dir: Path) -> dict[str, np.ndarray]:
     return {"idx": idx, "midx": midx}
 
 
-def test_aliases_and_unknown_sets(tmp_path, mnist_dir):
+def test_all_known_formats_and_unknown_sets(tmp_path, mnist_dir):
     info = _fake_release(tmp_path / "excessive-invariance", mnist_dir)
-    # a root holding excessive-invariance/ is accepted
-    sets = load_published_examples(tmp_path, data_dir=mnist_dir)
+    # made-up content at the release's paths fails the checksums ...
+    with pytest.raises(ValueError, match="corrupted"):
+        load_published_examples(tmp_path, data_dir=mnist_dir)
+    # ... and is read, as the release's format, only when verification is switched off
+    sets = load_published_examples(tmp_path, data_dir=mnist_dir, verify=False)
     assert set(sets) == {
         "linf/automated_eps03",
         "linf/manual_eps04",
         "l0/automated",
         "linf/custom_eps02",
     }
+    assert sets.missing.keys() == {"linf/automated_eps04"}
     man = sets["linf/manual_eps04"]
     np.testing.assert_array_equal(man.source_indices, info["midx"])
-    assert man.radius == 0.4 and man.norm == "linf" and man.files[0].endswith("linf/manual.npy")
+    assert man.radius == 0.4 and man.norm == "linf"
+    assert man.files[0].endswith("linf/manual_eps04.npy")
     assert len(man.violations) == 0  # |noise| <= 100/255 < 0.4
     l0 = sets["l0/automated"]
     assert l0.norm == "l0" and l0.radius is None and len(l0.violations) == 0
@@ -101,18 +165,22 @@ def test_aliases_and_unknown_sets(tmp_path, mnist_dir):
     assert sets["linf/automated_eps03"].original_labels.shape == (10,)
 
 
-def test_absent_sets_are_not_returned(tmp_path, mnist_dir):
+def test_absent_sets_are_reported_missing(tmp_path, mnist_dir):
     root = tmp_path / "rel"
     _fake_release(root, mnist_dir)
     for f in (root / "l0").iterdir():
         f.unlink()
-    assert "l0/automated" not in load_published_examples(root, data_dir=mnist_dir)
+    sets = load_published_examples(root, data_dir=mnist_dir, verify=False)
+    assert "l0/automated" not in sets
+    assert "not in the release folder (l0/automated.npy" in sets.missing["l0/automated"]
 
 
 def test_environment_variable(tmp_path, mnist_dir, monkeypatch):
     _fake_release(tmp_path / "excessive-invariance", mnist_dir)
     monkeypatch.setenv(data.ENV_VAR, str(tmp_path))
-    assert find_published_dir()[0] == tmp_path / "excessive-invariance"
+    rel = find_release()
+    assert rel.path == tmp_path / "excessive-invariance"
+    assert rel.origin == f"${data.ENV_VAR}"
 
 
 @pytest.mark.parametrize(
@@ -141,11 +209,27 @@ def test_invalid_files(tmp_path, mnist_dir, breakage, message):
     elif breakage == "index-range":
         np.save(root / "indexs.npy", np.arange(10) + 9995)
     with pytest.raises(ValueError, match=message):
-        load_published_examples(root, data_dir=mnist_dir)
+        load_published_examples(root, data_dir=mnist_dir, verify=False)
+
+
+def test_invalid_neighbour_classes(published_dir, tmp_path):
+    root = tmp_path / "excessive-invariance"
+    shutil.copytree(published_dir, root)
+    ys = np.load(published_dir / "linf" / "all_y_nns.npy")
+    ys[0, 0] = 77
+    target = root / "linf" / "all_y_nns.npy"
+    target.chmod(0o644)
+    np.save(target, ys)
+    with pytest.raises(ValueError, match="all_y_nns"):
+        published_neighbours(tmp_path, download=False)
 
 
 def test_missing_release(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--published-dir"):
+    with pytest.raises(FileNotFoundError, match="tradeoffs mnist download"):
         load_published_examples(tmp_path)
     with pytest.raises(ValueError, match="tol"):
         load_published_examples(tmp_path, tol=-1)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(NotADirectoryError, match="not a folder"):
+        load_published_examples(a_file)

@@ -15,7 +15,7 @@ from simulations.mnist.zoo import (
     config_key,
     get_config,
 )
-from simulations.reproduce import FULL, PUBLISHED_RATES, QUICK, ReproduceConfig
+from simulations.reproduce import FULL, MAIN, PUBLISHED_RATES, QUICK, ReproduceConfig
 
 
 def test_pgd_and_ibp_sweeps_are_registered_valid_and_distinct():
@@ -49,6 +49,9 @@ def test_pgd_and_ibp_sweeps_are_registered_valid_and_distinct():
 
 
 def test_quick_uses_only_tiny_models_and_full_only_real_ones():
+    assert MAIN.models == ("undefended", "pgd-0.3", "pgd-0.4", "ibp-0.4")
+    assert MAIN.n_test == 10000 and MAIN.n_test_pgd == 1000 and MAIN.l0_sources == 0
+    assert FULL.l0_sources is None and set(MAIN.models) <= set(FULL.models)
     assert all(m.startswith("tiny-") for m in QUICK.models)
     assert QUICK.proxy == "proxy-tiny" and QUICK.n_sources == 20
     assert not any(m.startswith("tiny-") for m in FULL.models)
@@ -120,24 +123,37 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
     assert "saved run `fake_l0.npz` (l0, 3 examples of 4 sources)" in report
     ev = results["evals"]["tiny-logreg"]["published"]["linf/automated_eps03"]
     assert ev["n"] == 100 and ev["provably_wrong"]["kind"] == "exact"
-    # A rerun resumes: every stage is reused and the report is the same.
+    assert "`tiny-standard` (trained)" in report and "What this run cannot show" in report
+    assert "**Missing** `linf/manual_eps04`" in report  # ../shared/data lacks it
+    # A rerun resumes: every stage is reused and the results are the same; only the
+    # models' provenance changes (now from the cache).
     assert main(argv) == 0
-    assert (out / "REPORT.md").read_text().split("## Figures")[0] == report.split(
-        "## Figures")[0]
+    again = (out / "REPORT.md").read_text()
+    assert "`tiny-standard` (cached)" in again
+
+    def results_part(text: str) -> str:
+        return text.split("## Label-change rates")[1].split("## Figures")[0]
+
+    assert results_part(again) == results_part(report)
 
 
 def test_quick_never_trains_a_full_configuration(mnist_dir, published_dir, tmp_path,
                                                  monkeypatch):
     pytest.importorskip("torch")
     import simulations.mnist.zoo as zoo
-    from simulations.reproduce import _models_stage
+    from simulations.reproduce import _models_stage, _train_stage
 
     def no_training(*a, **k):
         raise AssertionError("trained")
 
     monkeypatch.setattr(zoo, "train", no_training)
-    config = replace(QUICK, models=("undefended",))
-    models, info = _models_stage(config, mnist_dir, tmp_path / "empty", progress=False)
+    config = replace(QUICK, models=("undefended",), proxy="proxy-tiny", train_missing=False)
+    assert _train_stage(config, mnist_dir, tmp_path / "empty", 1, progress=False) == []
+    config = replace(config, train_missing=True)
+    jobs = _train_stage(replace(config, proxy="proxy-tiny"), mnist_dir, tmp_path / "empty", 1,
+                        progress=False)
+    assert [j["job"] for j in jobs] == ["proxy-tiny[member 0]", "proxy-tiny[member 1]"]
+    models, info = _models_stage(config, mnist_dir, tmp_path / "empty", set())
     assert models == {} and info["undefended"]["status"] == "missing"
 
 

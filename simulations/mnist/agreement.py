@@ -187,8 +187,12 @@ def _pgd_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
 
 
 def robustness_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: float, *,
-                      pgd: PGDSettings | None = PGDSettings()) -> dict:
+                      pgd: PGDSettings | None = PGDSettings(), pgd_n: int | None = None
+                      ) -> dict:
     """Sensitivity side at radius ``eps`` (l-inf) on ``images`` with true ``labels``.
+
+    ``pgd_n`` runs PGD on the first ``pgd_n`` images only (clean and certified accuracy
+    use all of them; each quantity records its own ``n``).
 
     Returns
     -------
@@ -206,6 +210,10 @@ def robustness_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: f
                   allow_reject=False)
     eps = check_eps(eps)
     n = x.shape[0]
+    if pgd_n is not None and (isinstance(pgd_n, bool) or not isinstance(pgd_n, int)
+                              or pgd_n < 1):
+        raise ValueError(f"pgd_n must be None or an integer >= 1, got {pgd_n!r}")
+    m = n if pgd_n is None else min(pgd_n, n)
     correct = model.predict(x) == y
     cert = certify(model, x, y, eps)
     certified = None
@@ -219,7 +227,8 @@ def robustness_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: f
         "eps": eps,
         "n": n,
         "clean_accuracy": proportion_estimate(int(correct.sum()), n, "clean accuracy"),
-        "pgd_robust_accuracy": None if pgd is None else _pgd_accuracy(model, x, y, eps, pgd),
+        "pgd_robust_accuracy": None if pgd is None else _pgd_accuracy(model, x[:m], y[:m],
+                                                                      eps, pgd),
         "certified_robust_accuracy": certified,
         "certification_method": None if cert is None else cert[1],
     }
@@ -269,8 +278,9 @@ def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings
 def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
                     pgd: PGDSettings | None = PGDSettings(), test_images: np.ndarray | None = None,
                     test_labels: np.ndarray | None = None,
-                    test_eps: tuple[float, ...] = ()) -> dict:
-    """Evaluate every model on every published set (and optionally on test images).
+                    test_eps: tuple[float, ...] = (), test_pgd_n: int | None = None) -> dict:
+    """Evaluate every model on every published set (and optionally on test images; PGD on
+    the first ``test_pgd_n`` of them, see :func:`robustness_report`).
 
     Returns a JSON-ready dictionary (every :class:`Quantity` converted with ``to_dict``);
     its keys are documented in ``docs/mnist.md``.
@@ -287,7 +297,8 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
         entry: dict[str, Any] = {"published": {name: evaluate_set(adapter, s, pgd=pgd)
                                                for name, s in sets.items()}}
         if test_images is not None and test_eps:
-            entry["test"] = [robustness_report(adapter, test_images, test_labels, e, pgd=pgd)
+            entry["test"] = [robustness_report(adapter, test_images, test_labels, e, pgd=pgd,
+                                               pgd_n=test_pgd_n)
                              for e in test_eps]
         out["models"][mname] = entry
     return _jsonable(out)

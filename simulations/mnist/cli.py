@@ -132,19 +132,31 @@ def run_command(
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from simulations.mnist.data import download_mnist
+    from simulations.mnist.release import CITATION, LICENCE, RELEASE_FILES, fetch_release
 
-    folder = download_mnist(args.data_dir)
-    print(f"MNIST verified in {folder}")
-    return 0
+    progress = not args.no_progress
+    folder = download_mnist(args.data_dir, url=args.mnist_url, progress=progress)
+    print(f"MNIST: 4 files verified (MD5 of the IDX content) in {folder}")
+    report = fetch_release(args.data_dir, url=args.release_url, download=True,
+                           progress=progress)
+    print(f"authors' release: {len(report.present) + len(report.fetched)} of "
+          f"{len(RELEASE_FILES)} files verified (SHA256) in {report.folder} "
+          f"({len(report.fetched)} downloaded now)")
+    for relpath, why in report.failed.items():
+        print(f"  missing {relpath}: {why}")
+    print()
+    print(LICENCE)
+    print("MNIST: Yann LeCun, Corinna Cortes and Christopher J.C. Burges, CC BY-SA 3.0.")
+    print("Please cite:")
+    print(CITATION)
+    return 0 if report.ok else 1
 
 
 def _cmd_published(args: argparse.Namespace) -> int:
     from simulations.mnist.published import load_published_examples
 
     sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
-    if not sets:
-        print("no published sets found")
-        return 1
+    print(f"release folder: {sets.folder} (from the {sets.origin})")
     print(
         f"{'set':24s} {'n':>4s} {'norm':>5s} {'radius':>6s} {'human changed':>14s} "
         f"{'max dist':>9s} {'violations':>10s}"
@@ -155,6 +167,8 @@ def _cmd_published(args: argparse.Namespace) -> int:
             f"{name:24s} {s.n:4d} {s.norm or '?':>5s} {radius:>6s} "
             f"{s.human_changed.mean():14.2%} {s.distortion.max():9.4g} {len(s.violations):10d}"
         )
+    for name, why in sets.missing.items():
+        print(f"{name:24s} MISSING: {why}")
     return 0
 
 
@@ -201,18 +215,17 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         project_linf,
     )
     from simulations.mnist.published import (
-        find_published_dir,
         load_npy,
         load_published_examples,
+        published_indices,
+        published_neighbours,
     )
 
     radii = [check_radius(e) for e in args.eps]
-    folder, _ = find_published_dir(args.published_dir)
-    sets = load_published_examples(folder, data_dir=args.data_dir)
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
     test = load_mnist("test", args.data_dir)
-    idx = load_npy(folder / "indexs.npy")
-    nns = load_npy(folder / "linf" / "all_nns.npy")
-    classes = load_npy(folder / "linf" / "all_y_nns.npy").astype(np.int64)
+    idx = published_indices(args.published_dir)
+    nns, classes, grids = published_neighbours(args.published_dir)
     sources, labels = test.images[idx], test.labels[idx]
     origin = "published all_nns.npy"
     if args.align:
@@ -223,7 +236,6 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         )
         took = time.perf_counter() - start
         same = int(np.all(ours.neighbours == nns, axis=(2, 3)).sum())
-        grids = load_npy(folder / "linf" / "all_grids_nns.npy")
         same_t = int(np.all(ours.transforms == grids, axis=2).sum())
         print(
             f"step 1 on {len(idx)} sources ({took:.1f} s, n_jobs={args.n_jobs}): aligned "
@@ -270,8 +282,24 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(_parser=parser)
     sub = parser.add_subparsers(dest="mnist_command", metavar="SUBCOMMAND")
 
-    p = sub.add_parser("download", help="download and verify MNIST (MD5 of the IDX content)")
+    p = sub.add_parser(
+        "download",
+        help="download and verify MNIST and the authors' release (examples, human labels, "
+        "aligned neighbours)",
+        description="Fetch what is missing of MNIST (verified by the MD5 of the IDX "
+        "content) and of the authors' release ftramer/Excessive-Invariance at a pinned "
+        "commit (verified by SHA256), into --data-dir or $INVARIANCE_TRADEOFFS_DATA or the "
+        "per-user cache; print where they are, the licence and the citation. Exit 1 when "
+        "a file could not be fetched.",
+    )
     add_data_args(p, published=False)
+    p.add_argument("--mnist-url", metavar="URL", default=None,
+                   help="MNIST mirror to use (default: $INVARIANCE_TRADEOFFS_MNIST_URL, then "
+                   "the public mirrors)")
+    p.add_argument("--release-url", metavar="URL", default=None,
+                   help="base URL of the release (default: $INVARIANCE_TRADEOFFS_RELEASE_URL, "
+                   "then raw.githubusercontent.com at the pinned commit)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("published", help="summarise the authors' released invariance examples")
@@ -381,7 +409,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from simulations.mnist.agreement import PGDSettings, evaluate_models, summary_table
-    from simulations.mnist.published import find_published_dir, load_published_examples
+    from simulations.mnist.published import load_published_examples
     from simulations.mnist.zoo import load_or_train, load_saved
 
     if args.n_test < 0:
@@ -390,10 +418,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    folder, _ = find_published_dir(args.published_dir)
-    sets = load_published_examples(folder, data_dir=args.data_dir)
-    if not sets:
-        raise FileNotFoundError(f"no published sets found in {folder}")
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
     models = {}
     for spec in args.model:
         if Path(spec).suffix in (".pt", ".npz") and Path(spec).exists():
@@ -426,6 +451,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         test_labels=test_labels,
         test_eps=tuple(args.eps) if args.n_test else (),
     )
-    result["published_dir"] = str(folder)
+    result["published_dir"] = str(sets.folder)
+    result["missing_sets"] = sets.missing
     print(json.dumps(result, indent=2) if args.json else summary_table(result))
     return 0

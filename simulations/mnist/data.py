@@ -23,13 +23,16 @@ Example
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import logging
 import os
 import shutil
 import struct
 import tempfile
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -39,12 +42,15 @@ __all__ = [
     "ENV_VAR",
     "MNIST_FILES",
     "MNIST_MIRRORS",
+    "MNIST_URL_ENV",
+    "mnist_mirrors",
     "MNISTSplit",
     "cache_root",
     "data_root",
     "download_mnist",
     "find_mnist_dir",
     "load_mnist",
+    "quiet_pooch",
     "to_unit",
 ]
 
@@ -69,6 +75,9 @@ MNIST_MIRRORS: tuple[str, ...] = (
     "https://storage.googleapis.com/cvdf-datasets/mnist/",
     "http://yann.lecun.com/exdb/mnist/",
 )
+
+#: Environment variable naming one mirror to use instead of :data:`MNIST_MIRRORS`.
+MNIST_URL_ENV = "INVARIANCE_TRADEOFFS_MNIST_URL"
 
 _HOW_TO_POINT = (
     f"point the package at a copy with --data-dir DIR or {ENV_VAR}=DIR "
@@ -174,26 +183,62 @@ def _parse_idx(path: Path, base: str) -> np.ndarray:
     return arr
 
 
-def _fetch(url: str, dest: Path) -> None:
-    """Download ``url`` to the file ``dest`` with pooch (no hash: gzip bytes vary by mirror)."""
+def mnist_mirrors(url: str | None = None) -> tuple[str, ...]:
+    """Mirrors to try: ``url``, else ``$INVARIANCE_TRADEOFFS_MNIST_URL``, else the public ones.
+
+    Each ends with ``/``; the file ``<base>.gz`` is fetched from ``<mirror><base>.gz``.
+    """
+    if url is not None and not isinstance(url, str):
+        raise TypeError(f"url must be a string, got {type(url).__name__}")
+    chosen = url or os.environ.get(MNIST_URL_ENV)
+    if not chosen:
+        return MNIST_MIRRORS
+    if not chosen.startswith(("http://", "https://", "ftp://")):
+        raise ValueError(f"MNIST URL must start with http://, https:// or ftp://, got {chosen!r}")
+    return (chosen if chosen.endswith("/") else chosen + "/",)
+
+
+def _fetch(url: str, dest: Path, progress: bool = False) -> None:
+    """Download ``url`` to the file ``dest`` with pooch (no hash: gzip bytes vary by mirror;
+    the uncompressed content is verified by the caller)."""
     import pooch
 
-    pooch.retrieve(url, known_hash=None, fname=dest.name, path=dest.parent, progressbar=False)
+    downloader = (pooch.HTTPDownloader(progressbar=progress, timeout=60)
+                  if url.startswith("http") else pooch.FTPDownloader(progressbar=progress))
+    with quiet_pooch():
+        pooch.retrieve(url, known_hash=None, fname=dest.name, path=dest.parent,
+                       downloader=downloader)
 
 
-def _download(base: str, folder: Path) -> Path:
+@contextlib.contextmanager
+def quiet_pooch() -> Iterator[None]:
+    """Silence pooch's informational log lines (the package prints its own summary)."""
+    import pooch
+
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
+
+
+def _download(base: str, folder: Path, mirrors: tuple[str, ...] = MNIST_MIRRORS,
+              progress: bool = False) -> Path:
     """Download ``base``.gz into ``folder``, keeping it only if its content verifies."""
     folder.mkdir(parents=True, exist_ok=True)
     tmpdir = Path(tempfile.mkdtemp(prefix=".download-", dir=folder))
     errors = []
     try:
-        for mirror in MNIST_MIRRORS:
+        for mirror in mirrors:
             tmp = tmpdir / (base + ".gz")
             try:
-                _fetch(mirror + base + ".gz", tmp)
+                _fetch(mirror + base + ".gz", tmp, progress)
                 _parse_idx(tmp, base)
             except Exception as exc:  # any failure: try the next mirror
-                errors.append(f"{mirror}: {type(exc).__name__}: {str(exc)[:120]}")
+                reason = " ".join(str(exc).split())
+                errors.append(f"{mirror}{base}.gz: {type(exc).__name__}: {reason[:300]}")
                 tmp.unlink(missing_ok=True)
                 continue
             final = folder / (base + ".gz")
@@ -205,7 +250,8 @@ def _download(base: str, folder: Path) -> Path:
 
 
 def _locate(
-    bases: tuple[str, ...], data_dir: str | os.PathLike | None, download: bool | None
+    bases: tuple[str, ...], data_dir: str | os.PathLike | None, download: bool | None,
+    url: str | None = None, progress: bool = False,
 ) -> dict[str, Path]:
     folder, origin = find_mnist_dir(data_dir)
     if data_dir is not None and not Path(data_dir).expanduser().is_dir() and not download:
@@ -222,13 +268,14 @@ def _locate(
             f"MNIST file(s) missing: {', '.join(m + '[.gz]' for m in missing)}; looked in "
             f"{where}; {_HOW_TO_POINT}, or run `tradeoffs mnist download`"
         )
+    mirrors = mnist_mirrors(url)
     for base in missing:
         try:
-            found[base] = _download(base, folder)
+            found[base] = _download(base, folder, mirrors, progress)
         except OSError as exc:
             raise FileNotFoundError(
-                f"MNIST file(s) missing: {', '.join(m + '.gz' for m in missing)}; looked in "
-                f"{where}; download failed ({exc}); {_HOW_TO_POINT}"
+                f"MNIST file {base}.gz missing from {where} and its download failed: {exc}; "
+                f"{_HOW_TO_POINT}"
             ) from None
     return found  # type: ignore[return-value]
 
@@ -270,9 +317,13 @@ def load_mnist(
     return MNISTSplit(images.copy(), labels.copy())
 
 
-def download_mnist(data_dir: str | os.PathLike | None = None) -> Path:
-    """Make sure all four MNIST files are present and verified; return their folder."""
-    paths = _locate(tuple(MNIST_FILES), data_dir, True)
+def download_mnist(data_dir: str | os.PathLike | None = None, *, url: str | None = None,
+                   progress: bool = False) -> Path:
+    """Make sure all four MNIST files are present and verified; return their folder.
+
+    Missing files are downloaded from ``url`` (else :func:`mnist_mirrors`).
+    """
+    paths = _locate(tuple(MNIST_FILES), data_dir, True, url, progress)
     for base, path in paths.items():
         _read_verified(path, base)
     return next(iter(paths.values())).parent

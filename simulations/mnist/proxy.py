@@ -73,6 +73,8 @@ __all__ = [
     "augment",
     "build_proxy_cnn",
     "train_proxy",
+    "train_proxy_member",
+    "proxy_member_cached",
     "load_or_train_proxy",
     "validate_proxy",
     "threshold_rule_labels",
@@ -361,6 +363,52 @@ def _train_member(member: _Member, images: np.ndarray, labels: np.ndarray,
                  "torch_threads": torch.get_num_threads()}
 
 
+def _member_file(config: ProxyConfig, i: int, fingerprint: str,
+                 cache_dir: str | os.PathLike | None) -> tuple[Path, str]:
+    key = config_key(config.member(i), fingerprint)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return cache / f"{config.name}-m{i}-{key}.pt", key
+
+
+def train_proxy_member(config: ProxyConfig | str, i: int, images: np.ndarray,
+                       labels: np.ndarray, *, cache_dir: str | os.PathLike | None = None,
+                       progress: bool = False) -> tuple[Any, dict, str]:
+    """Member ``i`` of ``config``: loaded from the cache, or trained and saved there.
+
+    Returns ``(net, metrics, key)``; ``metrics["loaded_from_cache"]`` says which.
+    """
+    require_torch()
+    config = _get_config(config)
+    # _select wants a zoo TrainConfig only for n_train and the name.
+    images, labels = _select(_Selector(config.name, config.n_train), images, labels)
+    path, key = _member_file(config, i, data_fingerprint(images, labels), cache_dir)
+    member = config.member(i)
+    if path.exists():
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        if blob.get("key") != key or blob.get("format") != PROXY_FORMAT:
+            raise ValueError(f"proxy member file {path} has key/format "
+                             f"{blob.get('key')}/{blob.get('format')}, expected "
+                             f"{key}/{PROXY_FORMAT}")
+        net = build_proxy_cnn(config.width, seed=member.seed)
+        net.load_state_dict(blob["state_dict"])
+        net.eval()
+        return net, dict(blob["metrics"], loaded_from_cache=True), key
+    net, m = _train_member(member, images, labels, progress)
+    payload = {"format": PROXY_FORMAT, "key": key, "config": member.to_dict(),
+               "metrics": m, "state_dict": net.state_dict()}
+    _atomic_write(path, lambda p: torch.save(payload, p))
+    return net, dict(m, loaded_from_cache=False), key
+
+
+def proxy_member_cached(config: ProxyConfig | str, i: int, images: np.ndarray,
+                        labels: np.ndarray, *, cache_dir: str | os.PathLike | None = None
+                        ) -> bool:
+    """Whether member ``i`` of ``config`` is in the cache (nothing is loaded)."""
+    config = _get_config(config)
+    images, labels = _select(_Selector(config.name, config.n_train), images, labels)
+    return _member_file(config, i, data_fingerprint(images, labels), cache_dir)[0].exists()
+
+
 def train_proxy(config: ProxyConfig | str, images: np.ndarray, labels: np.ndarray, *,
                 cache_dir: str | os.PathLike | None = None,
                 progress: bool = False) -> ProxyLabeller:
@@ -369,33 +417,11 @@ def train_proxy(config: ProxyConfig | str, images: np.ndarray, labels: np.ndarra
     Members are saved one by one (``<name>-m<i>-<key>.pt``), so an interrupted run
     resumes at the first missing member; a cached member is never retrained.
     """
-    require_torch()
     config = _get_config(config)
-    # _select wants a zoo TrainConfig only for n_train and the name.
-    images, labels = _select(_Selector(config.name, config.n_train), images, labels)
-    fingerprint = data_fingerprint(images, labels)
-    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     nets, metrics, keys = [], [], []
     for i in range(config.n_members):
-        member = config.member(i)
-        key = config_key(member, fingerprint)
-        path = cache / f"{config.name}-m{i}-{key}.pt"
-        if path.exists():
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            if blob.get("key") != key or blob.get("format") != PROXY_FORMAT:
-                raise ValueError(f"proxy member file {path} has key/format "
-                                 f"{blob.get('key')}/{blob.get('format')}, expected "
-                                 f"{key}/{PROXY_FORMAT}")
-            net = build_proxy_cnn(config.width, seed=member.seed)
-            net.load_state_dict(blob["state_dict"])
-            net.eval()
-            m = dict(blob["metrics"], loaded_from_cache=True)
-        else:
-            net, m = _train_member(member, images, labels, progress)
-            payload = {"format": PROXY_FORMAT, "key": key, "config": member.to_dict(),
-                       "metrics": m, "state_dict": net.state_dict()}
-            _atomic_write(path, lambda p, payload=payload: torch.save(payload, p))
-            m = dict(m, loaded_from_cache=False)
+        net, m, key = train_proxy_member(config, i, images, labels, cache_dir=cache_dir,
+                                         progress=progress)
         nets.append(net)
         metrics.append(m)
         keys.append(key)

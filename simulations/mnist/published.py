@@ -1,28 +1,28 @@
 """The authors' released invariance examples (Tramer et al., ICML 2020), with human labels.
 
-The release (``invariance_examples/`` in the authors' repository) stores each set as a
-pair ``<name>.npy`` (N, 28, 28) images + ``<name>_labels.npy`` (N,) human labels, and the
-MNIST **test** indices of the source images in ``indexs.npy`` (manual set:
-``manual_indexs.npy``). Known sets and the file names accepted for them:
+The release (``invariance_examples/`` in the authors' repository, located and verified by
+:mod:`simulations.mnist.release`) stores each set as a pair ``<name>.npy`` (N, 28, 28)
+images + ``<name>_labels.npy`` (N,) human labels, and the MNIST **test** indices of the
+source images in ``indexs.npy`` (manual set: ``linf/manual_indexs.npy``). Known sets:
 
 =========================  =====  ======  ==============================================
-set                        norm   radius  files (first existing stem wins)
+set                        norm   radius  files (paths under ``invariance_examples/``)
 =========================  =====  ======  ==============================================
-``linf/automated_eps03``   linf   0.3     ``linf/automated_eps03``
-``linf/automated_eps04``   linf   0.4     ``linf/automated_eps04``
-``linf/manual_eps04``      linf   0.4     ``linf/manual_eps04``, ``linf/manual``,
-                                          ``manual_eps04``; indices
-                                          ``linf/manual_indexs.npy`` or
-                                          ``manual_indexs.npy``
-``l0/automated``           l0     --      ``l0/automated``, ``l0/automated_l0``,
-                                          ``automated_l0``
+``linf/automated_eps03``   linf   0.3     ``linf/automated_eps03[_labels].npy``,
+                                          ``indexs.npy``
+``linf/automated_eps04``   linf   0.4     ``linf/automated_eps04[_labels].npy``,
+                                          ``indexs.npy``
+``linf/manual_eps04``      linf   0.4     ``linf/manual_eps04[_labels].npy``,
+                                          ``linf/manual_indexs.npy``
+``l0/automated``           l0     --      ``l0/automated[_labels].npy``, ``indexs.npy``
 =========================  =====  ======  ==============================================
 
-Any other ``<stem>.npy`` + ``<stem>_labels.npy`` pair in the root or one folder below is
-loaded too: its norm is the folder name (``linf``, ``l0``, ``l1``, ``l2``) or a token of
-the stem, its radius is parsed from ``epsDD`` (``eps03`` -> 0.3), and its indices come
-from ``<stem>_indexs.npy``, ``<first-token>_indexs.npy`` or ``indexs.npy`` (the first one
-of matching length). Sets that are absent are simply not returned.
+Their files are checked against the release's SHA256 before they are read. Any other
+``<stem>.npy`` + ``<stem>_labels.npy`` pair in the release folder or one folder below is
+loaded too (unverified: it is not part of the release): its norm is the folder name
+(``linf``, ``l0``, ``l1``, ``l2``) or a token of the stem, its radius is parsed from
+``epsDD`` (``eps03`` -> 0.3), and its indices come from ``<stem>_indexs.npy``,
+``<first-token>_indexs.npy`` or ``indexs.npy`` (the first one of matching length).
 
 Pixel scale: uint8 images and float images with values above 1 are read as 0..255 and
 divided by 255; float images within [0, 1] are taken as they are.
@@ -35,45 +35,55 @@ import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
-from simulations.mnist.data import ENV_VAR, data_root, load_mnist
+from simulations.mnist.data import load_mnist
+from simulations.mnist.release import (
+    EXAMPLES_PREFIX,
+    ReleaseFolder,
+    fetch_release,
+    find_release,
+)
 from theory._validation import as_labels
 
 __all__ = [
     "KNOWN_SETS",
+    "KnownSet",
     "PublishedSet",
-    "find_published_dir",
+    "PublishedSets",
     "load_npy",
     "load_published_examples",
     "published_indices",
 ]
 
-#: canonical name -> (accepted stems, norm, radius, accepted index files).
-KNOWN_SETS: dict[str, tuple[tuple[str, ...], str, float | None, tuple[str, ...]]] = {
-    "linf/automated_eps03": (("linf/automated_eps03",), "linf", 0.3, ("indexs.npy",)),
-    "linf/automated_eps04": (("linf/automated_eps04",), "linf", 0.4, ("indexs.npy",)),
-    "linf/manual_eps04": (
-        ("linf/manual_eps04", "linf/manual", "manual_eps04"),
-        "linf",
-        0.4,
-        ("linf/manual_indexs.npy", "manual_indexs.npy"),
-    ),
-    "l0/automated": (
-        ("l0/automated", "l0/automated_l0", "automated_l0"),
-        "l0",
-        None,
-        ("indexs.npy", "l0/indexs.npy"),
-    ),
+
+class KnownSet(NamedTuple):
+    """A set of the release: its files (release paths), norm and radius."""
+
+    images: str
+    labels: str
+    indices: str
+    norm: str
+    radius: float | None
+
+
+def _known(stem: str, norm: str, radius: float | None, indices: str = "indexs.npy") -> KnownSet:
+    return KnownSet(f"{EXAMPLES_PREFIX}{stem}.npy", f"{EXAMPLES_PREFIX}{stem}_labels.npy",
+                    f"{EXAMPLES_PREFIX}{indices}", norm, radius)
+
+
+#: canonical name -> its files in the release, norm and radius.
+KNOWN_SETS: dict[str, KnownSet] = {
+    "linf/automated_eps03": _known("linf/automated_eps03", "linf", 0.3),
+    "linf/automated_eps04": _known("linf/automated_eps04", "linf", 0.4),
+    "linf/manual_eps04": _known("linf/manual_eps04", "linf", 0.4, "linf/manual_indexs.npy"),
+    "l0/automated": _known("l0/automated", "l0", None),
 }
 
 _NORMS = ("linf", "l0", "l1", "l2")
 _N_TEST = 10000
-_HOW_TO_POINT = (
-    f"point the package at the release with --published-dir DIR or {ENV_VAR}=DIR "
-    "(a folder holding excessive-invariance/ or the files themselves)"
-)
 
 
 @dataclass(frozen=True)
@@ -129,29 +139,29 @@ class PublishedSet:
         return self.human_labels != self.original_labels
 
 
-def find_published_dir(root: str | os.PathLike | None = None) -> tuple[Path, str]:
-    """Folder holding the release (``indexs.npy`` and the set folders), and its origin.
+class PublishedSets(dict):
+    """The published sets found (name -> :class:`PublishedSet`), and what is missing.
 
-    Looks in ``root`` (or ``$INVARIANCE_TRADEOFFS_DATA``, or the cache directory), in its
-    ``excessive-invariance/`` or ``invariance_examples/`` subfolder or in itself.
+    A ``dict`` keyed by canonical set name (known sets first), with:
 
-    Raises
-    ------
-    FileNotFoundError
-        No ``indexs.npy`` found; the message says where it looked.
+    Attributes
+    ----------
+    folder : Path
+        The release folder the sets were read from.
+    origin : str
+        Where that folder came from (argument, environment variable or cache).
+    missing : dict of str to str
+        Known sets not loaded -> why (file missing, download failed).
     """
-    base, origin = data_root(root)
-    tried = [base / "excessive-invariance", base / "invariance_examples", base]
-    for folder in tried:
-        if (folder / "indexs.npy").is_file() or (folder / "linf" / "manual_indexs.npy").is_file():
-            return folder, origin
-    raise FileNotFoundError(
-        f"published invariance examples not found: no indexs.npy in "
-        f"{', '.join(str(t) for t in tried)} (from the {origin}); {_HOW_TO_POINT}"
-    )
+
+    def __init__(self, folder: Path, origin: str, missing: dict[str, str] | None = None):
+        super().__init__()
+        self.folder = folder
+        self.origin = origin
+        self.missing: dict[str, str] = dict(missing or {})
 
 
-def load_npy(path: Path) -> np.ndarray:
+def load_npy(path: str | os.PathLike) -> np.ndarray:
     """``numpy.load`` with ``allow_pickle=False``; errors name the file."""
     try:
         return np.load(path, allow_pickle=False)
@@ -159,10 +169,54 @@ def load_npy(path: Path) -> np.ndarray:
         raise ValueError(f"cannot read {path}: {exc}") from exc
 
 
-def published_indices(root: str | os.PathLike | None = None) -> np.ndarray:
-    """The 100 MNIST test indices of the published automated sets (``indexs.npy``)."""
-    folder, _ = find_published_dir(root)
-    return _indices(folder / "indexs.npy", None)
+def _release(root: str | os.PathLike | None, download: bool | None,
+             files: list[str]) -> tuple[ReleaseFolder, dict[str, str]]:
+    """The release folder, after fetching missing ``files`` when downloading is on."""
+    rel = find_release(root)
+    failed: dict[str, str] = {}
+    if any(f not in rel.present for f in files):
+        if download is None:
+            download = rel.origin == "cache directory"
+        if download:
+            report = fetch_release(root, files=[f for f in files if f not in rel.present],
+                                   download=True)
+            failed = report.failed
+            rel = find_release(root)
+    return rel, failed
+
+
+def published_indices(root: str | os.PathLike | None = None, *,
+                      download: bool | None = None) -> np.ndarray:
+    """The 100 MNIST test indices of the published automated sets (``indexs.npy``).
+
+    Fetched into the cache on first use when the release is looked up there.
+    """
+    relpath = KNOWN_SETS["linf/automated_eps03"].indices
+    rel, _ = _release(root, download, [relpath])
+    return _indices(rel.file(relpath), None)
+
+
+def published_neighbours(root: str | os.PathLike | None = None, *,
+                         download: bool | None = None
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The authors' aligned neighbours of the 100 published sources, verified.
+
+    Returns
+    -------
+    neighbours : ndarray (100, 9, 28, 28) uint8
+        ``linf/all_nns.npy``: per source, the aligned nearest training image of each
+        other class.
+    classes : ndarray (100, 9) int64
+        ``linf/all_y_nns.npy``, checked to be valid labels 0..9.
+    transforms : ndarray (100, 9, 3) float64
+        ``linf/all_grids_nns.npy``: (shift-row, shift-col, rotation in degrees).
+    """
+    files = ["linf/all_nns.npy", "linf/all_y_nns.npy", "linf/all_grids_nns.npy"]
+    rel, _ = _release(root, download, files)
+    nns, ys, grids = (load_npy(rel.file(f)) for f in files)
+    classes = as_labels(ys.reshape(-1), "linf/all_y_nns.npy", n_classes=10,
+                        allow_reject=False).reshape(ys.shape)
+    return nns, classes, grids
 
 
 def _indices(path: Path, n: int | None) -> np.ndarray:
@@ -213,14 +267,18 @@ def _guess_norm(stem: str) -> str | None:
     return next((t for t in tokens if t in _NORMS), None)
 
 
-def _discover(folder: Path) -> list[str]:
-    """All stems ``s`` (relative, without .npy) with ``s.npy`` and ``s_labels.npy``."""
+def _discover(folder: Path, rel: ReleaseFolder) -> list[tuple[Path, str]]:
+    """Stems ``s`` (relative to ``folder``, without .npy) with ``s.npy`` and
+    ``s_labels.npy`` that are not files of the release."""
+    known = {p.resolve() for p in rel.present.values()}
     stems = []
-    for sub in [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]:
+    subs = [folder, *sorted(p for p in folder.iterdir()
+                            if p.is_dir() and p.name != EXAMPLES_PREFIX.rstrip("/"))]
+    for sub in subs:
         for f in sorted(sub.glob("*_labels.npy")):
             image_file = f.with_name(f.name[: -len("_labels.npy")] + ".npy")
-            if image_file.is_file():
-                stems.append(image_file.relative_to(folder).with_suffix("").as_posix())
+            if image_file.is_file() and image_file.resolve() not in known:
+                stems.append((folder, image_file.relative_to(folder).with_suffix("").as_posix()))
     return stems
 
 
@@ -233,33 +291,30 @@ def _index_candidates(stem: str) -> list[str]:
 
 
 def _load_set(
-    folder: Path,
     name: str,
-    stem: str,
+    image_path: Path,
+    label_path: Path,
+    index_paths: list[Path],
     norm: str | None,
     radius: float | None,
-    index_files: list[str],
     test_images: np.ndarray,
     test_labels: np.ndarray,
     tol: float,
 ) -> PublishedSet | None:
-    image_path, label_path = folder / f"{stem}.npy", folder / f"{stem}_labels.npy"
-    raw = load_npy(image_path)
-    examples = _to_unit(raw, image_path)
+    examples = _to_unit(load_npy(image_path), image_path)
     n = examples.shape[0]
-    labels_raw = load_npy(label_path)
     try:
-        human = as_labels(labels_raw, str(label_path), n_classes=10, length=n)
+        human = as_labels(load_npy(label_path), str(label_path), n_classes=10, length=n)
     except (TypeError, ValueError) as exc:
         raise ValueError(str(exc)) from exc
-    for cand in index_files:
-        path = folder / cand
+    for path in index_paths:
         if path.is_file() and load_npy(path).shape == (n,):
             idx = _indices(path, n)
             break
     else:
         warnings.warn(
-            f"published set {name}: no index file of length {n} among {index_files}; skipped",
+            f"published set {name}: no index file of length {n} among "
+            f"{[str(p) for p in index_paths]}; skipped",
             stacklevel=3,
         )
         return None
@@ -290,53 +345,76 @@ def load_published_examples(
     *,
     data_dir: str | os.PathLike | None = None,
     tol: float = 1e-6,
-) -> dict[str, PublishedSet]:
+    download: bool | None = None,
+    verify: bool = True,
+) -> PublishedSets:
     """Load every published invariance-example set found under ``root``.
 
     Parameters
     ----------
     root : path, optional
-        The release folder (or a root holding ``excessive-invariance/``). Defaults to
-        ``$INVARIANCE_TRADEOFFS_DATA``, then the cache directory.
+        A folder holding the release (its own layout or ``excessive-invariance/``; see
+        :mod:`simulations.mnist.release`). Defaults to ``$INVARIANCE_TRADEOFFS_DATA``,
+        then the cache directory.
     data_dir : path, optional
         Where MNIST is found (for the source images and original labels).
     tol : float
         Slack on the radius (in [0, 1] pixel units) when counting violations. The
         default only absorbs float rounding; uint8 storage can add up to 1/255.
+    download : bool, optional
+        Fetch the known sets' missing files (:func:`simulations.mnist.release.fetch_release`).
+        Default: only when the release is looked up in the cache directory.
+    verify : bool
+        Check the known sets' files against the release's SHA256 (default). ``False``
+        reads a modified copy laid out like the release (its numbers are then not the
+        paper's).
 
     Returns
     -------
-    dict of str to PublishedSet
-        Keyed by canonical set name, known sets first. Absent sets are not returned.
+    PublishedSets
+        A dict keyed by canonical set name, known sets first, with ``missing``: the known
+        sets not found and why.
 
     Raises
     ------
     FileNotFoundError
-        The release folder or MNIST is not found.
+        No set at all is found (the message says where it looked and how to fetch the
+        release), or MNIST is not found.
     ValueError, TypeError
-        A file has the wrong shape, dtype, label or index range (the message names it).
+        A file fails its checksum, or has the wrong shape, dtype, label or index range
+        (the message names it).
     """
     if isinstance(tol, bool) or not isinstance(tol, int | float) or not tol >= 0:
         raise ValueError(f"tol must be a number >= 0, got {tol!r}")
-    folder, _ = find_published_dir(root)
+    wanted = sorted({f for k in KNOWN_SETS.values() for f in (k.images, k.labels, k.indices)})
+    rel, failed = _release(root, download, wanted)
+    others = [s for d in rel.examples_dirs for s in _discover(d, rel)]
+    if not rel.present and not others:
+        raise FileNotFoundError(
+            f"published invariance examples not found in {rel.path} (from the {rel.origin})"
+            + (f"; download failed: {next(iter(failed.values()))}" if failed else "")
+            + "; run `tradeoffs mnist download` to fetch the release, or point the package "
+            "at a copy with --published-dir DIR or $INVARIANCE_TRADEOFFS_DATA")
     test = load_mnist("test", data_dir)
-    found: dict[str, PublishedSet] = {}
-    used: set[str] = set()
-    jobs = []
-    for name, (stems, norm, radius, index_files) in KNOWN_SETS.items():
-        stem = next((s for s in stems if (folder / f"{s}.npy").is_file()), None)
-        if stem is not None and (folder / f"{stem}_labels.npy").is_file():
-            jobs.append((name, stem, norm, radius, list(index_files)))
-            used.add(stem)
-    for stem in _discover(folder):
-        if stem not in used:
-            jobs.append(
-                (stem, stem, _guess_norm(stem), _parse_radius(stem), _index_candidates(stem))
-            )
-    for name, stem, norm, radius, index_files in jobs:
-        pset = _load_set(
-            folder, name, stem, norm, radius, index_files, test.images, test.labels, tol
-        )
+    found = PublishedSets(rel.path, rel.origin)
+    for name, known in KNOWN_SETS.items():
+        need = (known.images, known.labels, known.indices)
+        absent = [f for f in need if f not in rel.present]
+        if absent:
+            fails = [failed[f] for f in absent if f in failed]
+            found.missing[name] = fails[0] if fails else (
+                "not in the release folder (" + ", ".join(
+                    f.removeprefix(EXAMPLES_PREFIX) for f in absent) + ")")
+            continue
+        paths = [rel.file(f, verify=verify) for f in need]
+        pset = _load_set(name, paths[0], paths[1], [paths[2]], known.norm, known.radius,
+                         test.images, test.labels, tol)
         if pset is not None:
             found[name] = pset
+    for folder, stem in others:
+        pset = _load_set(stem, folder / f"{stem}.npy", folder / f"{stem}_labels.npy",
+                         [folder / c for c in _index_candidates(stem)], _guess_norm(stem),
+                         _parse_radius(stem), test.images, test.labels, tol)
+        if pset is not None:
+            found[stem] = pset
     return found

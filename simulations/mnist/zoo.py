@@ -80,6 +80,8 @@ __all__ = [
     "train",
     "load_or_train",
     "load_saved",
+    "cached_path",
+    "is_cached",
     "estimate_train_seconds",
     "fit_robust_linear",
     "robust_linear_loss",
@@ -697,6 +699,20 @@ def load_saved(path: str | os.PathLike, expected_key: str | None = None) -> Trai
     return TrainedModel(config, model, meta["metrics"], meta["key"], path, loaded_from_cache=True)
 
 
+def cached_path(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
+                cache_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """Where ``config`` trained on ``images``/``labels`` is (or would be) cached, and its key."""
+    key = config_key(config, data_fingerprint(*_select(config, images, labels)))
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return _model_path(cache, config, key), key
+
+
+def is_cached(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
+              cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether ``config`` trained on ``images``/``labels`` is in the cache."""
+    return cached_path(config, images, labels, cache_dir=cache_dir)[0].exists()
+
+
 def load_or_train(config: TrainConfig | str, *, data_dir: str | os.PathLike | None = None,
                   cache_dir: str | os.PathLike | None = None, train_if_missing: bool = True,
                   progress: bool = False) -> TrainedModel:
@@ -711,10 +727,7 @@ def load_or_train(config: TrainConfig | str, *, data_dir: str | os.PathLike | No
         config = get_config(config)
     images, labels = load_mnist("train", data_dir)
     if not train_if_missing:
-        sel = _select(config, images, labels)
-        key = config_key(config, data_fingerprint(*sel))
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        path = _model_path(cache, config, key)
+        path, key = cached_path(config, images, labels, cache_dir=cache_dir)
         if not path.exists():
             raise FileNotFoundError(
                 f"model {config.name!r} is not trained (no {path}); train it first, e.g. with "
