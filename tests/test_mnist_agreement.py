@@ -282,7 +282,8 @@ def test_cli_evaluate_json_on_the_real_release(published_dir, mnist_dir, real_ca
                               "--no-pgd", "--no-progress", "--json"], capsys)
     assert code == 0
     res = json.loads(out)
-    assert set(res) == {"sets", "models", "published_dir"}
+    assert set(res) == {"sets", "models", "published_dir", "missing_sets"}
+    assert set(res["missing_sets"]) == {"linf/manual_eps04", "l0/automated"} - set(res["sets"])
     assert res["sets"]["linf/automated_eps04"]["n_label_changed"] == 37
     lin = res["models"]["tiny-robust-linear"]["published"]["linf/automated_eps03"]
     assert lin["certification_method"].startswith("exact")
@@ -292,14 +293,14 @@ def test_cli_evaluate_json_on_the_real_release(published_dir, mnist_dir, real_ca
 
 def test_cli_evaluate_works_on_any_folder_in_the_published_layout(
         published_dir, mnist_dir, real_cache, tmp_path, capsys):
-    # A smaller release: 20 sources, the eps03 set, and an extra set found by its name.
+    # A folder of one's own sets in the release's format (20 sources), found by name.
     idx = np.load(published_dir / "indexs.npy")[:20]
     ex = np.load(published_dir / "linf" / "automated_eps03.npy")[:20]
     lab = np.load(published_dir / "linf" / "automated_eps03_labels.npy")[:20]
     (tmp_path / "rel" / "linf").mkdir(parents=True)
     np.save(tmp_path / "rel" / "indexs.npy", idx)
-    np.save(tmp_path / "rel" / "linf" / "automated_eps03.npy", ex)
-    np.save(tmp_path / "rel" / "linf" / "automated_eps03_labels.npy", lab)
+    np.save(tmp_path / "rel" / "linf" / "subset_eps03.npy", ex)
+    np.save(tmp_path / "rel" / "linf" / "subset_eps03_labels.npy", lab)
     np.save(tmp_path / "rel" / "linf" / "mine_eps02.npy", ex.astype(np.uint8))
     np.save(tmp_path / "rel" / "linf" / "mine_eps02_labels.npy", lab)
     code, out, _ = _evaluate(["--model", "tiny-robust-linear", "--published-dir",
@@ -308,8 +309,9 @@ def test_cli_evaluate_works_on_any_folder_in_the_published_layout(
                              capsys)
     assert code == 0
     res = json.loads(out)
-    assert set(res["sets"]) == {"linf/automated_eps03", "linf/mine_eps02"}
-    assert res["sets"]["linf/automated_eps03"]["n"] == 20
+    assert set(res["sets"]) == {"linf/subset_eps03", "linf/mine_eps02"}
+    assert res["sets"]["linf/subset_eps03"]["n"] == 20
+    assert res["sets"]["linf/subset_eps03"]["radius"] == 0.3
     mine = res["models"]["tiny-robust-linear"]["published"]["linf/mine_eps02"]
     assert mine["radius"] == 0.2 and mine["certificate_violations"] == 0
     # table output names every model/set pair
@@ -317,6 +319,13 @@ def test_cli_evaluate_works_on_any_folder_in_the_published_layout(
                               str(tmp_path / "rel"), "--data-dir", str(mnist_dir),
                               "--cache-dir", str(real_cache), "--no-pgd"], capsys)
     assert code == 0 and "linf/mine_eps02" in out
+    # a modified copy at the release's own path is refused by its checksum, by name
+    np.save(tmp_path / "rel" / "linf" / "automated_eps03_labels.npy", lab)
+    np.save(tmp_path / "rel" / "linf" / "automated_eps03.npy", ex)
+    code, _, err = _evaluate(["--model", "tiny-robust-linear", "--published-dir",
+                              str(tmp_path / "rel"), "--data-dir", str(mnist_dir),
+                              "--cache-dir", str(real_cache), "--no-pgd"], capsys)
+    assert code == 2 and "automated_eps03" in err and "corrupted" in err
 
 
 def test_cli_evaluate_refuses_untrained_models(published_dir, mnist_dir, tmp_path, capsys):

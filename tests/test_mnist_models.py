@@ -271,12 +271,19 @@ def test_key_depends_on_every_field_and_on_the_data():
     base = get_config("tiny-pgd")
     keys = {config_key(base, fp)}
     for change in [dict(seed=1), dict(eps=0.2), dict(lr=1e-2), dict(pgd_steps=4),
-                   dict(n_train=700), dict(name="other")]:
+                   dict(n_train=700), dict(name="other"), dict(lr_schedule="onecycle")]:
         keys.add(config_key(replace(base, **change), fp))
     images2 = images.copy()
     images2[0, 0, 0] ^= 1
     keys.add(config_key(base, data_fingerprint(images2, labels)))
-    assert len(keys) == 8
+    assert len(keys) == 9
+    # the default step schedule leaves keys as they were before the field existed
+    legacy = {"format": 1, "config": {k: v for k, v in base.to_dict().items()
+                                      if k != "lr_schedule"}, "data": fp}
+    import hashlib
+
+    assert config_key(base, fp) == hashlib.sha256(
+        json.dumps(legacy, sort_keys=True).encode()).hexdigest()[:20]
 
 
 def test_eps_schedule_warmup_then_linear_ramp():
@@ -549,10 +556,11 @@ def test_robust_training_runs_and_is_deterministic(tmp_path, name):
     assert a.metrics["history"][-1]["eps"] == cfg.eps  # the ramp reached the training radius
 
 
-def test_interrupted_training_resumes_to_the_same_model(tmp_path):
+@pytest.mark.parametrize("schedule", ["step", "onecycle"])
+def test_interrupted_training_resumes_to_the_same_model(tmp_path, schedule):
     _torch()
     images, labels = _fake_mnist(200)
-    cfg = replace(get_config("tiny-pgd"), n_train=200, epochs=2)
+    cfg = replace(get_config("tiny-pgd"), n_train=200, epochs=2, lr_schedule=schedule)
     full = train(cfg, images, labels, cache_dir=tmp_path / "full")
     assert train(cfg, images, labels, cache_dir=tmp_path / "r", _stop_after_epochs=1) is None
     assert len(list((tmp_path / "r").glob("*.partial.pt"))) == 1

@@ -49,7 +49,7 @@ def test_pgd_and_ibp_sweeps_are_registered_valid_and_distinct():
 
 
 def test_quick_uses_only_tiny_models_and_full_only_real_ones():
-    assert MAIN.models == ("undefended", "pgd-0.3", "pgd-0.4", "ibp-0.4")
+    assert MAIN.models == ("undefended", "pgd-0.4", "ibp-0.4")
     assert MAIN.n_test == 10000 and MAIN.n_test_pgd == 1000 and MAIN.l0_sources == 0
     assert FULL.l0_sources is None and set(MAIN.models) <= set(FULL.models)
     assert all(m.startswith("tiny-") for m in QUICK.models)
