@@ -59,6 +59,13 @@ def test_release_export_is_read_by_the_published_loader(finished, tmp_path, mnis
     np.testing.assert_array_equal(s.human_labels, np.where(src == 0, REJECT, (src + 1) % 10))
     np.testing.assert_array_equal(s.source_indices, np.arange(12))
     assert s.examples.dtype == np.float64 and np.load(rel.files[0]).dtype == np.uint8
+    # the exported folder is a published set like any other: a new study can relabel it
+    assert main(["study", "create", "--published", str(tmp_path / "out"), "--data-dir",
+                 str(mnist_dir.parent), "--participants", "2", "--attention-rate", "0",
+                 "--out", str(tmp_path / "again.study")]) == 0
+    again = store.read_study(store.connect(tmp_path / "again.study"))
+    assert again.meta["release_name"] == "linf/study_eps03"
+    np.testing.assert_array_equal(again.reference_label, s.human_labels)
 
 
 def test_release_export_refuses_unfinished_studies(tmp_path):

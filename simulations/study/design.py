@@ -49,6 +49,7 @@ __all__ = [
     "Plan",
     "StudyItems",
     "assign_examples",
+    "check_set_name",
     "create_study",
     "items_from_published",
     "items_from_run",
@@ -60,6 +61,15 @@ __all__ = [
 ]
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)?$")
+
+
+def check_set_name(name: str, what: str = "set name") -> str:
+    """``name`` if it is a safe labelled-set name (``<norm>/<stem>`` or ``<stem>``: letters,
+    digits, ``_ - .``, no ``..``, at most one ``/``), else ``ValueError`` naming ``what``."""
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise ValueError(f"{what} {name!r} must be letters, digits, '_', '-', '.' with at "
+                         "most one '/' (e.g. linf/study_eps03)")
+    return name
 
 
 @dataclass(frozen=True)
@@ -112,9 +122,7 @@ class StudyItems:
                 raise ValueError(f"{key} must have shape ({n},), got {arr.shape}")
         if n == 0:
             raise ValueError(f"{self.origin}: no example to label")
-        if not _NAME.match(self.name):
-            raise ValueError(f"set name {self.name!r} must be letters, digits, '_', '-', "
-                             "'.' with at most one '/' (e.g. linf/study_eps03)")
+        check_set_name(self.name, "set name (--name)")
 
     @property
     def n(self) -> int:
@@ -201,7 +209,8 @@ def items_from_published(pset: PublishedSet) -> StudyItems:
         targets=np.full(pset.n, REJECT, dtype=np.int64),
         reference_labels=pset.human_labels.astype(np.int64),
         origin=f"published set {pset.name} ({pset.files[0]})",
-        name=release_name(pset.norm, None, f"study_{stem}"),
+        name=release_name(pset.norm, None,
+                          stem if stem.startswith("study") else f"study_{stem}"),
         quantisation=change,
     )
 

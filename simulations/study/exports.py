@@ -116,12 +116,9 @@ def export_release(conn: sqlite3.Connection, res: StudyResults, folder: str | os
         Write the labelled examples when some have no label from a kept participant
         (default: refuse, naming how many).
     """
-    from simulations.study.design import _NAME
+    from simulations.study.design import check_set_name
 
-    name = name or res.data.meta.get("release_name") or "study"
-    if not _NAME.match(name):
-        raise ValueError(f"--name {name!r} must be letters, digits, '_', '-', '.' with at "
-                         "most one '/'")
+    name = check_set_name(name or res.data.meta.get("release_name") or "study", "--name")
     lab = res.majority.labelled
     missing = int((~lab).sum())
     if missing and not partial:
