@@ -19,10 +19,12 @@ SUBCOMMANDS: list[str] = [
     "simulations.toy.cli",
     "simulations.mnist.cli",
     "simulations.reproduce",
+    "simulations.study.cli",
 ]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``tradeoffs`` parser with the subcommands of ``modules`` (default: all)."""
     parser = argparse.ArgumentParser(
         prog="tradeoffs",
         description=(
@@ -31,13 +33,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for path in SUBCOMMANDS:
+    for path in SUBCOMMANDS if modules is None else modules:
         importlib.import_module(path).add_parser(sub)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, modules: Sequence[str] | None = None) -> int:
+    """Run ``tradeoffs`` with ``argv``; ``modules`` limits the subcommands imported (a
+    lighter start, e.g. ``python -m simulations.study``)."""
+    parser = build_parser(modules)
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
         # A group without a leaf subcommand: print that group's help.

@@ -216,7 +216,10 @@ def find_release(published_dir: str | os.PathLike | None = None) -> ReleaseFolde
 
     Never fails for a missing folder: the result may hold no file (then
     :attr:`ReleaseFolder.present` is empty and the path is where a fetch would put it).
-    A ``published_dir`` that exists but is not a folder raises ``NotADirectoryError``.
+    A folder holding no release file but other labelled sets (``<stem>_labels.npy``, in
+    it or one folder below, e.g. a ``tradeoffs study`` export) is returned as the release
+    folder, with ``present`` empty. A ``published_dir`` that exists but is not a folder
+    raises ``NotADirectoryError``.
     """
     root, origin = data_root(published_dir)
     origin = origin.replace("data_dir argument", "published_dir argument")
@@ -229,6 +232,10 @@ def find_release(published_dir: str | os.PathLike | None = None) -> ReleaseFolde
         present = _scan(folder) if folder.is_dir() else {}
         if present:
             return ReleaseFolder(folder, origin, present)
+    for folder in candidates:
+        if folder.is_dir() and (any(folder.glob("*_labels.npy"))
+                                or any(folder.glob("*/*_labels.npy"))):
+            return ReleaseFolder(folder, origin, {})
     return ReleaseFolder(root / _FOLDER_NAMES[0], origin, {})
 
 
