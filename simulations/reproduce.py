@@ -166,7 +166,8 @@ class ReproduceConfig:
 #: 0.4, IBP at 0.4), the l-inf attack on all 100 published sources, clean and
 #: certified accuracy on the whole test set, PGD-40 on its first 1000 images, the toy
 #: curves; no l0 stage. Minutes from an empty cache (docs/performance.md).
-MAIN = ReproduceConfig(mode="main", models=MAIN_MODELS, n_test=10000, n_test_pgd=1000,
+MAIN = ReproduceConfig(mode="main", models=MAIN_MODELS, proxy="proxy-small",
+                       n_test=10000, n_test_pgd=1000,
                        pgd_steps=40, pgd_restarts=1, toy="small", l0_sources=0)
 #: ``--quick``: tiny models (seconds), 20 sources, 200 test images, PGD-10 x 2 (smoke run).
 QUICK = ReproduceConfig(mode="quick", models=QUICK_MODELS, proxy="proxy-tiny", n_sources=20,
@@ -207,27 +208,45 @@ class _Stages:
         self.progress = progress
         self.seconds: dict[str, float] = {}
 
-    def run(self, name: str, fn: Any, depends: str | None = None) -> dict:
-        path = self.dir / f"{name.replace('/', '_')}.json"
+    def _path_digest(self, name: str, depends: str | None) -> tuple[Path, str]:
         # Every stage reads the published sets: which ones were found is part of its key
         # (a fetch that adds a set invalidates what was computed without it).
-        digest = self.config.digest(f"{depends or name}|sets:{self.sets}")
-        if path.exists():
-            try:
-                data = json.loads(path.read_text())
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-                data = {}  # unreadable (e.g. edited by hand): recomputed and rewritten
-            if isinstance(data, dict) and data.get("digest") == digest and "result" in data:
-                self._say(f"{name}: reused {path}")
-                self.seconds[name] = 0.0
-                return data["result"]
-        start = time.perf_counter()
-        result = _jsonable(fn())
-        self.seconds[name] = round(time.perf_counter() - start, 2)
+        return (self.dir / f"{name.replace('/', '_')}.json",
+                self.config.digest(f"{depends or name}|sets:{self.sets}"))
+
+    def lookup(self, name: str, depends: str | None = None) -> dict | None:
+        """The stored result of a finished stage with the same digest, else ``None``."""
+        path, digest = self._path_digest(name, depends)
+        if not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            return None  # unreadable (e.g. edited by hand): recomputed and rewritten
+        if isinstance(data, dict) and data.get("digest") == digest and "result" in data:
+            self._say(f"{name}: reused {path}")
+            self.seconds[name] = 0.0
+            return data["result"]
+        return None
+
+    def store(self, name: str, result: Any, seconds: float,
+              depends: str | None = None) -> dict:
+        """Write a stage's result (atomically) and return it as stored."""
+        path, digest = self._path_digest(name, depends)
+        result = _jsonable(result)
+        self.seconds[name] = round(seconds, 2)
         _write_json(path, {"digest": digest, "stage": name, "seconds": self.seconds[name],
                            "result": result})
         self._say(f"{name}: {self.seconds[name]:.1f} s -> {path}")
         return result
+
+    def run(self, name: str, fn: Any, depends: str | None = None) -> dict:
+        found = self.lookup(name, depends)
+        if found is not None:
+            return found
+        start = time.perf_counter()
+        result = fn()
+        return self.store(name, result, time.perf_counter() - start, depends)
 
     def _say(self, msg: str) -> None:
         if self.progress:
@@ -438,6 +457,41 @@ def _eval_stage(name: str, model: Any, sets: dict, config: ReproduceConfig,
                           test_labels=test_labels[: config.n_test],
                           test_eps=tuple(config.eval_eps), test_pgd_n=config.n_test_pgd)
     return res["models"][name]
+
+
+def _timed_eval(name: str, model: Any, sets: dict, config: ReproduceConfig,
+                images: np.ndarray, labels: np.ndarray, threads: int | None) -> tuple:
+    if threads is not None:
+        _set_threads(threads)
+    start = time.perf_counter()
+    result = _eval_stage(name, model, sets, config, images, labels)
+    return name, result, time.perf_counter() - start
+
+
+def _evaluations(stages: _Stages, models: dict, info: dict, sets: dict,
+                 config: ReproduceConfig, test: Any, n_jobs: int, progress: bool) -> dict:
+    """Evaluate every model (stages reused when finished), ``n_jobs`` models at a time."""
+    from tqdm.auto import tqdm
+
+    depends = {m: f"eval:{m}:{info[m].get('key')}" for m in models}
+    out = {m: stages.lookup(f"eval-{m}", depends[m]) for m in models}
+    todo = [m for m, r in out.items() if r is None]
+    bar = tqdm(total=len(todo), desc="evaluation", disable=not progress or not todo)
+    calls = [(m, models[m], sets, config, test.images, test.labels) for m in todo]
+    if n_jobs == 1 or len(todo) < 2:
+        results = (_timed_eval(*c, None) for c in calls)
+    else:
+        from joblib import Parallel, delayed
+
+        # one torch thread per worker: two models side by side beat one model on two
+        results = Parallel(n_jobs=min(n_jobs, len(todo)), backend="loky",
+                           return_as="generator_unordered")(
+            delayed(_timed_eval)(*c, 1) for c in calls)
+    for name, result, seconds in results:
+        out[name] = stages.store(f"eval-{name}", result, seconds, depends[name])
+        bar.update()
+    bar.close()
+    return out
 
 
 # --------------------------------------------------------------------------- figures
@@ -659,8 +713,9 @@ def _report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
     lines += [""]
     lines += _direction(evals, info, list(pub["sets"]))
     lines += ["## Models: sensitivity and invariance", "",
-              f"Test accuracies on the first {config.n_test} MNIST test images; PGD-"
-              f"{config.pgd_steps} with {config.pgd_restarts} random restarts. Agreement "
+              f"Clean and certified accuracy on the first {config.n_test} MNIST test images, "
+              f"PGD-{config.pgd_steps} ({config.pgd_restarts} random restart(s)) on the first "
+              f"{min(config.n_test_pgd or config.n_test, config.n_test)}. Agreement "
               "columns: all examples / label-changed examples of each published set; "
               "`prov. wrong` = certified at the source and human label changed (exact).", ""]
     sets = list(pub["sets"])
@@ -925,15 +980,7 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     if config.attack_runs:
         res["runs"] = stages.run("runs", lambda: _runs_stage(
             config.attack_runs, proxy, res["proxy"]["validation"]))
-    res["evals"] = {}
-    from tqdm.auto import tqdm
-
-    for name in tqdm(list(models), desc="evaluation", disable=not progress):
-        res["evals"][name] = stages.run(
-            f"eval-{name}",
-            lambda name=name: _eval_stage(name, models[name], sets, config, test.images,
-                                          test.labels),
-            depends=f"eval:{name}:{info[name].get('key')}")
+    res["evals"] = _evaluations(stages, models, info, sets, config, test, n_jobs, progress)
     start = time.perf_counter()
     grid = _example_grid(sets, proxy, models)
     res["figures"] = _figures(out, res["evals"], info, res["published"], res.get("toy"), grid)

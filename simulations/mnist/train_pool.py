@@ -20,10 +20,11 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
-__all__ = ["TrainJob", "job_cost", "missing_jobs", "train_missing"]
+__all__ = ["TrainJob", "job_cost", "job_epochs", "missing_jobs", "train_missing"]
 
 #: Relative cost per training image of one optimisation pass, by architecture.
 _ARCH_COST = {"tiny_cnn": 0.1, "small_cnn": 1.0, "wide_cnn": 2.2, "medium_cnn": 6.0,
@@ -74,9 +75,30 @@ def missing_jobs(zoo_names: list[str] | tuple[str, ...], proxy: str | None, imag
     return jobs
 
 
-def _run_job(job: TrainJob, data_dir: Any, cache_dir: Any, threads: int | None) -> dict:
-    """Train one job into the cache (in a worker process or in-process)."""
+def job_epochs(job: TrainJob) -> int:
+    """Progress units of a job: its epochs (1 for the numpy models)."""
+    if job.kind == "proxy":
+        from simulations.mnist.proxy import PROXY_CONFIGS
+
+        return PROXY_CONFIGS[job.name].epochs
+    from simulations.mnist.zoo import TORCH_METHODS, get_config
+
+    cfg = get_config(job.name)
+    return cfg.epochs if cfg.method in TORCH_METHODS else 1
+
+
+def _run_job(job: TrainJob, data_dir: Any, cache_dir: Any, threads: int | None,
+             report: Any = None) -> dict:
+    """Train one job into the cache (in a worker process or in-process).
+
+    ``report(label, epoch, epochs)`` (e.g. a queue's ``put`` through a lambda) is
+    called after every epoch, so the parent can show progress inside long jobs.
+    """
     from simulations.mnist.data import load_mnist
+
+    def on_epoch(epoch: int, epochs: int) -> None:
+        if report is not None:
+            report((job.label, epoch, epochs))
 
     if threads is not None:
         import torch
@@ -84,20 +106,26 @@ def _run_job(job: TrainJob, data_dir: Any, cache_dir: Any, threads: int | None) 
         torch.set_num_threads(threads)
     train = load_mnist("train", data_dir)
     start = time.perf_counter()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", RuntimeWarning)
+        metrics = _train_job(job, train, cache_dir, on_epoch)
+    return {"job": job.label, "seconds": round(time.perf_counter() - start, 2),
+            "train_seconds": metrics.get("train_seconds"), "pid": os.getpid(),
+            "warnings": [str(w.message) for w in caught]}
+
+
+def _train_job(job: TrainJob, train: Any, cache_dir: Any, on_epoch: Any) -> dict:
     if job.kind == "zoo":
         from simulations.mnist.zoo import get_config
         from simulations.mnist.zoo import train as train_zoo
 
         trained = train_zoo(get_config(job.name), train.images, train.labels,
-                            cache_dir=cache_dir)
-        metrics = dict(trained.metrics) if trained is not None else {}
-    else:
-        from simulations.mnist.proxy import train_proxy_member
+                            cache_dir=cache_dir, on_epoch=on_epoch)
+        return dict(trained.metrics) if trained is not None else {}
+    from simulations.mnist.proxy import train_proxy_member
 
-        metrics = train_proxy_member(job.name, job.member, train.images, train.labels,
-                                     cache_dir=cache_dir)[1]
-    return {"job": job.label, "seconds": round(time.perf_counter() - start, 2),
-            "train_seconds": metrics.get("train_seconds"), "pid": os.getpid()}
+    return train_proxy_member(job.name, job.member, train.images, train.labels,
+                              cache_dir=cache_dir, on_epoch=on_epoch)[1]
 
 
 def train_missing(jobs: list[TrainJob], *, data_dir: Any = None, cache_dir: Any = None,
@@ -120,8 +148,11 @@ def train_missing(jobs: list[TrainJob], *, data_dir: Any = None, cache_dir: Any 
     -------
     list of dict
         Per job, in completion order: ``job``, ``seconds`` (wall, including loading),
-        ``train_seconds`` and the worker's ``pid``.
+        ``train_seconds``, the worker's ``pid`` and the ``warnings`` it raised (printed).
     """
+    import queue
+    import threading
+
     from tqdm.auto import tqdm
 
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
@@ -129,25 +160,63 @@ def train_missing(jobs: list[TrainJob], *, data_dir: Any = None, cache_dir: Any 
     if not jobs:
         return []
     ordered = sorted(jobs, key=job_cost, reverse=True)
-    bar = tqdm(total=len(ordered), desc=f"training {len(ordered)} model(s), {n_jobs} at a time",
-               disable=not progress)
+    units = {job.label: job_epochs(job) for job in ordered}
+    # One bar over every epoch of every job: a long job shows progress as it goes.
+    bar = tqdm(total=sum(units.values()), unit="epoch", disable=not progress,
+               desc=f"training {len(ordered)} model(s), {n_jobs} at a time")
+    seen = dict.fromkeys(units, 0)
+    lock = threading.Lock()  # the listener thread and this one both advance the bar
+
+    def advance(label: str, epoch: int, epochs: int) -> None:
+        with lock:
+            bar.update(max(0, epoch - seen[label]))
+            seen[label] = max(seen[label], epoch)
+            bar.set_postfix_str(f"{label} epoch {epoch}/{epochs}")
+
     done: list[dict] = []
+
+    def finished(res: dict) -> None:
+        for text in res["warnings"]:  # e.g. over its time budget: one line, not a traceback
+            bar.write(f"note: {text}")
+        advance(res["job"], units[res["job"]], units[res["job"]])
+        bar.set_postfix_str(f"{res['job']} done in {res['seconds']:.0f} s")
+        done.append(res)
+
     try:
         if n_jobs == 1:
             for job in ordered:
-                done.append(_run_job(job, data_dir, cache_dir, None))
-                bar.set_postfix_str(f"{done[-1]['job']} {done[-1]['seconds']:.0f} s")
-                bar.update()
+                finished(_run_job(job, data_dir, cache_dir, None,
+                                  lambda msg: advance(*msg)))
             return done
+        import multiprocessing
+
         from joblib import Parallel, delayed
 
-        with Parallel(n_jobs=min(n_jobs, len(ordered)), backend="loky",
-                      return_as="generator_unordered") as pool:
-            for res in pool(delayed(_run_job)(job, data_dir, cache_dir, 1)
-                            for job in ordered):
-                done.append(res)
-                bar.set_postfix_str(f"{res['job']} {res['seconds']:.0f} s")
-                bar.update()
+        with multiprocessing.Manager() as manager:
+            messages = manager.Queue()
+            stop = threading.Event()
+
+            def listen() -> None:
+                while not stop.is_set():
+                    try:
+                        advance(*messages.get(timeout=0.2))
+                    except queue.Empty:
+                        continue
+                    except (EOFError, OSError):  # manager gone
+                        return
+
+            listener = threading.Thread(target=listen, daemon=True)
+            listener.start()
+            try:
+                with Parallel(n_jobs=min(n_jobs, len(ordered)), backend="loky",
+                              return_as="generator_unordered") as pool:
+                    for res in pool(delayed(_run_job)(job, data_dir, cache_dir, 1,
+                                                      messages.put)
+                                    for job in ordered):
+                        finished(res)
+            finally:
+                stop.set()
+                listener.join(timeout=5)
     finally:
         bar.close()
     return done

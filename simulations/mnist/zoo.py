@@ -380,6 +380,7 @@ def _train_step(net: Any, config: TrainConfig, xb: Any, yb: Any, eps_t: float,
 
 def _train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
                  checkpoint: Path | None = None, progress: bool = False,
+                 on_epoch: Callable[[int, int], None] | None = None,
                  _stop_after_epochs: int | None = None) -> tuple[Any, dict] | None:
     """Run the config's torch training; resume from ``checkpoint`` when it exists.
 
@@ -444,6 +445,8 @@ def _train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
             if sched is not None:
                 ck["scheduler"] = sched.state_dict()
             _atomic_write(checkpoint, lambda p, ck=ck: torch.save(ck, p))
+        if on_epoch is not None:
+            on_epoch(state["epoch"], config.epochs)
         if _stop_after_epochs is not None and state["epoch"] >= _stop_after_epochs \
                 and state["epoch"] < config.epochs:
             return None
@@ -646,6 +649,7 @@ def _check_budget(config: TrainConfig, metrics: dict) -> None:
 
 def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
           cache_dir: str | os.PathLike | None = None, progress: bool = False,
+          on_epoch: Callable[[int, int], None] | None = None,
           _stop_after_epochs: int | None = None) -> TrainedModel | None:
     """Train ``config`` on ``images``/``labels`` (uint8 ``(n,28,28)``, all of MNIST-train
     typically; the config's ``n_train`` selects a prefix), or load it from the cache.
@@ -663,7 +667,7 @@ def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
         require_torch()
         ckpt = path.with_suffix(".partial.pt")
         out = _train_torch(config, images, labels, checkpoint=ckpt, progress=progress,
-                           _stop_after_epochs=_stop_after_epochs)
+                           on_epoch=on_epoch, _stop_after_epochs=_stop_after_epochs)
         if out is None:
             return None
         net, metrics = out
