@@ -181,10 +181,10 @@ PRESETS = {"main": MAIN, "quick": QUICK, "full": FULL}
 
 # --------------------------------------------------------------------------- helpers
 def _write_json(path: Path, data: Any) -> None:
-    from simulations.mnist.zoo import _atomic_write
+    from simulations.io import atomic_write
 
     text = json.dumps(_jsonable(data), indent=1, default=_default) + "\n"
-    _atomic_write(path, lambda p: p.write_text(text))
+    atomic_write(path, lambda p: p.write_text(text))
 
 
 def _default(obj: Any) -> Any:
@@ -342,15 +342,14 @@ def _models_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any,
 
 
 def _attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: dict,
-                  data_dir: Any, published_dir: Any, n_jobs: int) -> tuple[dict, dict]:
+                  data_dir: Any, published_dir: Any, n_jobs: int, cache_dir: Any = None
+                  ) -> tuple[dict, dict]:
+    from simulations.mnist.alignment import align_neighbours_cached
     from simulations.mnist.data import load_mnist
-    from simulations.mnist.linf_attack import (
-        LinfInvarianceAttack,
-        compare_with_published,
-        examples_from_neighbours,
-    )
+    from simulations.mnist.linf_attack import compare_with_published, examples_from_neighbours
     from simulations.mnist.proxy import proxy_estimate
     from simulations.mnist.published import load_npy, published_indices
+    from simulations.mnist.zoo import default_cache_dir
 
     idx = published_indices(published_dir)
     if config.n_sources is not None:
@@ -358,10 +357,11 @@ def _attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: d
     train = load_mnist("train", data_dir)
     test = load_mnist("test", data_dir)
     sources, labels = test.images[idx], test.labels[idx]
-    attack = LinfInvarianceAttack(train.images, train.labels, eps=config.attack_eps[0],
-                                  n_jobs=n_jobs)
     start = time.perf_counter()
-    aligned = attack.align(sources, labels)
+    # Step 1 (the alignment search) depends on the data only: memoised in the cache.
+    memo = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    aligned = align_neighbours_cached(sources, labels, train.images, train.labels,
+                                      cache_dir=memo / "alignment", n_jobs=n_jobs)
     align_seconds = time.perf_counter() - start
     out: dict[str, Any] = {"indices": idx.tolist(), "n_sources": len(idx),
                            "alignment_seconds": round(align_seconds, 2), "radii": {}}
@@ -972,7 +972,8 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
         depends=f"proxy:{config.proxy}")
     # The attack's arrays are needed only for the report numbers, which the stage stores.
     res["attack"] = stages.run("attack", lambda: _attack_stage(
-        config, sets, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs)[0])
+        config, sets, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs,
+        cache_dir)[0])
     if config.l0_sources != 0:
         res["l0"] = stages.run("l0", lambda: _l0_stage(
             config, out, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs,
@@ -988,9 +989,9 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     res["seconds"] = stages.seconds
     _write_json(out / "results.json", res)
     report = _report(out, command, config, res)
-    from simulations.mnist.zoo import _atomic_write
+    from simulations.io import atomic_write
 
-    _atomic_write(out / "REPORT.md", lambda p: p.write_text(report))
+    atomic_write(out / "REPORT.md", lambda p: p.write_text(report))
     if progress:
         print(f"wrote {out / 'REPORT.md'}")
     return res

@@ -43,8 +43,10 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -56,6 +58,7 @@ __all__ = [
     "NeighbourIndex",
     "align_image",
     "align_neighbours",
+    "align_neighbours_cached",
     "transform_grid",
     "transform_image",
     "transformed_copies",
@@ -462,3 +465,46 @@ def align_neighbours(
         )
         parts = [p for batch in results for p in batch]
     return AlignmentResult(*(np.stack(p) for p in zip(*parts, strict=True)))
+
+
+#: Version of the memo format of :func:`align_neighbours_cached` (part of its key).
+_MEMO_VERSION = 1
+
+
+def align_neighbours_cached(
+    sources: np.ndarray,
+    labels: np.ndarray,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    *,
+    cache_dir: str | os.PathLike,
+    n_jobs: int | None = 1,
+) -> AlignmentResult:
+    """:func:`align_neighbours` against a whole training set, memoised on disk.
+
+    The result is a pure function of the four arrays and the transform grid (exact
+    search, deterministic ties), so it is stored under ``cache_dir`` as an ``.npz`` named
+    by a SHA256 of them (written atomically, read with ``allow_pickle=False``); a second
+    call with the same arrays reads it instead of searching again. An unreadable memo is
+    recomputed and replaced. ``n_jobs`` changes only the speed.
+    """
+    from simulations.io import atomic_write, hash_arrays
+
+    arrays = [np.ascontiguousarray(a) for a in (sources, labels, train_images, train_labels)]
+    key = hash_arrays(*arrays, TRANSFORM_GRID, extra=f"alignment-memo-{_MEMO_VERSION}")
+    path = Path(cache_dir) / f"alignment-{key[:24]}.npz"
+    names = ("neighbours", "classes", "train_indices", "transforms", "distances")
+    if path.is_file():
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return AlignmentResult(*(npz[k] for k in names))
+        except (OSError, ValueError, KeyError, EOFError):
+            pass  # corrupted memo: recompute and overwrite
+    result = align_neighbours(*arrays, n_jobs=n_jobs)
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **{k: getattr(result, k) for k in names})
+
+    atomic_write(path, write)
+    return result

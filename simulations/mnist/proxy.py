@@ -44,10 +44,10 @@ from typing import Any
 
 import numpy as np
 
+from simulations.io import atomic_write
 from simulations.mnist.agreement import agreement_stats
 from simulations.mnist.models import TorchModel, require_torch, to_model_input
 from simulations.mnist.zoo import (
-    _atomic_write,
     _select,
     _torch_data,
     config_key,
@@ -404,7 +404,7 @@ def train_proxy_member(config: ProxyConfig | str, i: int, images: np.ndarray,
     net, m = _train_member(member, images, labels, progress, on_epoch)
     payload = {"format": PROXY_FORMAT, "key": key, "config": member.to_dict(),
                "metrics": m, "state_dict": net.state_dict()}
-    _atomic_write(path, lambda p: torch.save(payload, p))
+    atomic_write(path, lambda p: torch.save(payload, p))
     return net, dict(m, loaded_from_cache=False), key
 
 

@@ -35,7 +35,6 @@ import hashlib
 import json
 import math
 import os
-import tempfile
 import time
 import warnings
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from simulations.io import atomic_write, hash_arrays
 from simulations.mnist.certify import _linear_worst_margins_box, input_box
 from simulations.mnist.models import (
     N_PIXELS,
@@ -271,12 +271,7 @@ def get_config(name: str) -> TrainConfig:
 # --------------------------------------------------------------------------- keys and files
 def data_fingerprint(images: np.ndarray, labels: np.ndarray) -> str:
     """SHA-256 of the training images and labels (dtype, shape and bytes)."""
-    h = hashlib.sha256()
-    for arr in (images, labels):
-        arr = np.ascontiguousarray(arr)
-        h.update(f"{arr.dtype.str}{arr.shape}".encode())
-        h.update(arr.tobytes())
-    return h.hexdigest()
+    return hash_arrays(images, labels)
 
 
 def config_key(config: TrainConfig, fingerprint: str) -> str:
@@ -302,19 +297,6 @@ def default_cache_dir() -> Path:
 def _model_path(cache_dir: Path, config: TrainConfig, key: str) -> Path:
     suffix = ".pt" if config.method in TORCH_METHODS else ".npz"
     return cache_dir / f"{config.name}-{key}{suffix}"
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write through a temporary file in the same folder, then rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 @dataclass
@@ -444,7 +426,7 @@ def _train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
                   "generator": gen.get_state(), **state}
             if sched is not None:
                 ck["scheduler"] = sched.state_dict()
-            _atomic_write(checkpoint, lambda p, ck=ck: torch.save(ck, p))
+            atomic_write(checkpoint, lambda p, ck=ck: torch.save(ck, p))
         if on_epoch is not None:
             on_epoch(state["epoch"], config.epochs)
         if _stop_after_epochs is not None and state["epoch"] >= _stop_after_epochs \
@@ -674,7 +656,7 @@ def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
         _check_budget(config, metrics)
         payload = {"format": ZOO_FORMAT, "key": key, "config": config.to_dict(),
                    "metrics": metrics, "state_dict": net.state_dict()}
-        _atomic_write(path, lambda p: torch.save(payload, p))
+        atomic_write(path, lambda p: torch.save(payload, p))
         ckpt.unlink(missing_ok=True)
         model: ModelAdapter = TorchModel(net, name=config.name)
     else:
@@ -687,7 +669,7 @@ def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
             with open(p, "wb") as fh:
                 np.savez(fh, meta=np.array(meta), **arrays)
 
-        _atomic_write(path, write)
+        atomic_write(path, write)
     return TrainedModel(config, model, metrics, key, path, loaded_from_cache=False)
 
 

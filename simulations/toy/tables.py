@@ -12,12 +12,12 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+
+from simulations.io import atomic_write
 
 __all__ = ["Row", "clean_value", "clean_rows", "write_table", "read_table_json"]
 
@@ -67,19 +67,6 @@ def _columns(rows: list[Row]) -> list[str]:
     return cols
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as fh:
-            fh.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; tables are ordinary output files
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def write_table(rows: Iterable[Mapping[str, object]], out_dir: str | Path,
                 name: str) -> tuple[Path, Path]:
     """Write ``rows`` to ``out_dir/name.csv`` and ``out_dir/name.json``.
@@ -117,8 +104,9 @@ def write_table(rows: Iterable[Mapping[str, object]], out_dir: str | Path,
     writer = csv.DictWriter(buf, fieldnames=cols, lineterminator="\n")
     writer.writeheader()
     writer.writerows(table)
-    _atomic_write(csv_path, buf.getvalue())
-    _atomic_write(json_path, json.dumps(table, indent=1) + "\n")
+    text = buf.getvalue()
+    atomic_write(csv_path, lambda p: p.write_text(text, newline=""))
+    atomic_write(json_path, lambda p: p.write_text(json.dumps(table, indent=1) + "\n"))
     return csv_path, json_path
 
 
