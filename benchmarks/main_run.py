@@ -43,7 +43,7 @@ class _Quiet(SimpleHTTPRequestHandler):
 
 def _mirror(data: Path, root: Path) -> None:
     """Lay ``data`` (mnist/ + excessive-invariance/) out as the download sources are."""
-    from simulations.mnist.release import RELEASE_FILES, find_release
+    from invariance_tradeoffs.simulations.data.release import RELEASE_FILES, find_release
 
     (root / "mnist").mkdir(parents=True)
     for f in (data / "mnist").glob("*.gz"):
@@ -65,8 +65,8 @@ def _baseline_epoch(data: Path) -> float:
 
     import torch
 
-    from simulations.mnist.data import load_mnist
-    from simulations.mnist.zoo import get_config, train
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.models.zoo import get_config, train
 
     torch.set_num_threads(1)
     split = load_mnist("train", data)

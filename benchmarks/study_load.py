@@ -1,6 +1,6 @@
 """Requests per second of the labelling-study server under 20 participants at once.
 
-One uvicorn server process (``python -m simulations.study serve``, 127.0.0.1, a free
+One uvicorn server process (``python -m invariance_tradeoffs.simulations.study serve``, 127.0.0.1, a free
 port) serves a synthetic study (random 28x28 images: the content does not matter to the
 server) of ``--examples`` examples, ``--labels-per-image`` labels each, spread over
 ``--participants`` participants with attention checks at rate 0.1. In the same run, with
@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.mnist.data import MNISTSplit
-from simulations.study import store
-from simulations.study.client import ServerProcess, StudyClient
-from simulations.study.design import Design, StudyItems, create_study
+from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
+from invariance_tradeoffs.simulations.study import store
+from invariance_tradeoffs.simulations.study.client import ServerProcess, StudyClient
+from invariance_tradeoffs.simulations.study.design import Design, StudyItems, create_study
 
 
 def synthetic_study(path: Path, n: int, participants: int, k: int, seed: int):

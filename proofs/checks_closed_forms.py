@@ -1,6 +1,6 @@
 """Executable checks of the closed forms proved in proofs/closed_forms.md.
 
-Every closed form of :mod:`theory.toys` and :mod:`theory.symbolic` is compared with a
+Every closed form of :mod:`invariance_tradeoffs.theory.toys` and :mod:`invariance_tradeoffs.theory.symbolic` is compared with a
 route that does not use it:
 
 * margins -- generic optimisation solvers (``scipy.optimize.linprog`` for l1/l-inf,
@@ -31,9 +31,9 @@ import numpy as np
 import sympy as sp
 from scipy import optimize
 
-from theory import symbolic
-from theory.oracles import REJECT
-from theory.toys import (
+from invariance_tradeoffs.theory import symbolic
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,
     FiniteDomain,
     GlyphDigits,
@@ -43,8 +43,8 @@ from theory.toys import (
     Tsipras,
     tsipras_bound,
 )
-from theory.toys.glyphs import DIGIT_CODES
-from theory.toys.linear_gaussian import linear_margin
+from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
+from invariance_tradeoffs.theory.toys.linear_gaussian import linear_margin
 
 __all__ = [
     "min_norm_polyhedron",
@@ -582,7 +582,7 @@ def run_all() -> dict:
     glyph = GlyphDigits(7, 5, 1, levels=6, ink_low=0.8, jitter=0.2)
     for norm in glyph.norms:
         out[f"good_radius/glyph/{norm}"] = check_good_radius_finite_support(glyph, norm)
-    from theory.toys import binary_images
+    from invariance_tradeoffs.theory.toys import binary_images
 
     fin = binary_images(3, 3)
     for norm in fin.norms:

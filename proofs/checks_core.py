@@ -18,18 +18,18 @@ from typing import Any
 
 import numpy as np
 
-from theory.distances import (
+from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,
     LpDistance,
     TransformInvariantDistance,
     cyclic_shifts,
 )
-from theory.examples import find_examples, in_ball, is_invariance_example, is_sensitivity_example
-from theory.margins import ceiling_from_margins, good_radius_from_margins, oracle_margin
-from theory.oracles import REJECT, TableOracle
-from theory.robust_accuracy import robustness_report
-from theory.theorem import (
+from invariance_tradeoffs.theory.examples import find_examples, in_ball, is_invariance_example, is_sensitivity_example
+from invariance_tradeoffs.theory.margins import ceiling_from_margins, good_radius_from_margins, oracle_margin
+from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
+from invariance_tradeoffs.theory.robust_accuracy import robustness_report
+from invariance_tradeoffs.theory.theorem import (
     check_good_at,
     check_metric_axioms_exhaustive,
     check_nn_direction,

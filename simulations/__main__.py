@@ -1,5 +1,5 @@
 import sys
 
-from simulations.cli import main
+from invariance_tradeoffs.simulations.cli import main
 
 sys.exit(main())

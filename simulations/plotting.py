@@ -8,6 +8,7 @@ timestamps in the PDF metadata, fixed DPI, fixed style.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -26,6 +27,7 @@ __all__ = [
     "plot_overly_robust",
     "plot_finite_domain",
     "plot_image_grid",
+    "save_grid",
     "plot_norm_alignment",
 ]
 
@@ -437,3 +439,62 @@ def plot_norm_alignment(rows: Sequence[Mapping], stem: str | Path) -> list[Path]
     axes[0, 0].plot([], [], "x", color="C3", label="not aligned or not covered")
     axes[0, 0].legend(loc="lower left", frameon=False, fontsize=6)
     return save_figure(fig, stem)
+
+
+def save_grid(
+    path: str | os.PathLike,
+    columns: Sequence[tuple[str, np.ndarray]],
+    *,
+    row_labels: Sequence[str] | None = None,
+    title: str | None = None,
+    dpi: int = 80,
+) -> Path:
+    """Save images as a grid: one row per source, one column per ``(title, images)``.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.png`` file.
+    columns : sequence of (str, ndarray)
+        Column title and images of shape (n, 28, 28) in [0, 1]; all columns share ``n``.
+    row_labels : sequence of str, optional
+        One label per row, printed left of the row.
+    title : str, optional
+        Figure title.
+    dpi : int
+        Resolution (the default keeps a 10-row grid well under 100 KB).
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    if not columns:
+        raise ValueError("columns must not be empty")
+    n = len(columns[0][1])
+    if n == 0:
+        raise ValueError("columns hold no image")
+    for name, imgs in columns:
+        if np.asarray(imgs).shape != (n, 28, 28):
+            raise ValueError(f"column {name!r} must have shape ({n}, 28, 28)")
+    if row_labels is not None and len(row_labels) != n:
+        raise ValueError(f"row_labels must have {n} entries, got {len(row_labels)}")
+    ncol = len(columns)
+    fig = Figure(figsize=(1.1 * ncol + (1.4 if row_labels else 0), 1.1 * n + 0.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(n, ncol, squeeze=False)
+    for j, (name, imgs) in enumerate(columns):
+        for i in range(n):
+            ax = axes[i, j]
+            ax.imshow(np.asarray(imgs[i]), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if i == 0:
+                ax.set_title(name, fontsize=8)
+            if j == 0 and row_labels is not None:
+                ax.set_ylabel(row_labels[i], fontsize=7, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path

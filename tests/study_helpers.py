@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.mnist.data import MNISTSplit
-from simulations.study import store
-from simulations.study.design import CreatedStudy, Design, StudyItems, create_study
+from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
+from invariance_tradeoffs.simulations.study import store
+from invariance_tradeoffs.simulations.study.design import CreatedStudy, Design, StudyItems, create_study
 
 
 def synthetic_items(n: int = 12, seed: int = 0, *, reference: bool = True) -> StudyItems:

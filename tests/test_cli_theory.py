@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from simulations.cli import main
-from simulations.cli_theory import parse_params
-from theory.toys import FAMILIES, get_family
+from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.cli.theory import parse_params
+from invariance_tradeoffs.theory.toys import FAMILIES, get_family
 
 
 def run(capsys, *argv: str) -> tuple[int, str, str]:

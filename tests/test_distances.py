@@ -1,4 +1,4 @@
-"""Metric axioms of every distance in theory.distances, the axiom checker itself, and bad input."""
+"""Metric axioms of every distance in invariance_tradeoffs.theory.distances, the axiom checker itself, and bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from theory.distances import (
+from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,
     LpDistance,
@@ -19,7 +19,7 @@ from theory.distances import (
     dual_exponent,
     get_distance,
 )
-from theory.theorem import check_metric_axioms, check_metric_axioms_exhaustive
+from invariance_tradeoffs.theory.theorem import check_metric_axioms, check_metric_axioms_exhaustive
 
 D = 4  # input dimension of the property tests
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulations.cli import main
-from simulations.mnist import data, release
-from simulations.mnist.published import load_published_examples, published_neighbours
-from simulations.mnist.release import RELEASE_FILES, fetch_release, find_release
+from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.data import mnist as data, release
+from invariance_tradeoffs.simulations.data.published import load_published_examples, published_neighbours
+from invariance_tradeoffs.simulations.data.release import RELEASE_FILES, fetch_release, find_release
 from tests.loopback import LoopbackServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -187,7 +187,7 @@ def test_no_download_outside_cache_unless_asked(mirror, tmp_path, monkeypatch):
 
 _CHILD = """
 import sys
-from simulations.mnist import data, release
+from invariance_tradeoffs.simulations.data import mnist as data, release
 from pathlib import Path
 data.cache_root = lambda: Path(sys.argv[1])
 print("started", flush=True)

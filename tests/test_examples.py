@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory.distances import LpDistance
-from theory.examples import (
+from invariance_tradeoffs.theory.distances import LpDistance
+from invariance_tradeoffs.theory.examples import (
     find_examples,
     in_ball,
     is_invariance_example,
     is_sensitivity_example,
     resolve_exhaustive,
 )
-from theory.margins import ceiling_from_margins, oracle_margin
-from theory.oracles import REJECT, FunctionOracle, TableOracle
-from theory.robust_accuracy import (
+from invariance_tradeoffs.theory.margins import ceiling_from_margins, oracle_margin
+from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle
+from invariance_tradeoffs.theory.robust_accuracy import (
     invariance_robust_accuracy,
     real_robust_accuracy,
     robustness_report,

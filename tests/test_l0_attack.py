@@ -10,14 +10,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from simulations.mnist.judges import (
+from invariance_tradeoffs.simulations.attacks.l0.judges import (
     KNNJudge,
     as_images,
     binarize,
     judge_probabilities,
     reads_as,
 )
-from simulations.mnist.l0_attack import (
+from invariance_tradeoffs.simulations.attacks.l0.attack import (
     BUDGETS,
     PUBLISHED_TARGETS,
     L0InvarianceAttack,
@@ -40,7 +40,7 @@ FAST = BUDGETS["fast"]
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
-    from simulations.mnist.data import load_mnist
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
 
     train = load_mnist("train", mnist_dir)
     test = load_mnist("test", mnist_dir)
@@ -117,7 +117,7 @@ def _bound_holds(embed, bits_a, bits_b) -> bool:
 def test_pca_embedding_gives_hamming_lower_bounds(attack, seed):
     """Squared distances of the coarse stage's embeddings never exceed the Hamming
     distance; the check fails for a wrong embedding (projection scaled by 1.5)."""
-    from simulations.mnist.l0_attack import _embed
+    from invariance_tradeoffs.simulations.attacks.l0.attack import _embed
 
     rng = np.random.default_rng(seed)
     src = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 20)]))
@@ -410,8 +410,8 @@ def test_apply_edit_and_l0_distance():
 
 
 def test_cli_l0_writes_run_and_resumes(mnist_dir, tmp_path, capsys):
-    from simulations.cli import main
-    from simulations.mnist.runner import load_run
+    from invariance_tradeoffs.simulations.cli import main
+    from invariance_tradeoffs.simulations.attacks.runs import load_run
 
     data_root = mnist_dir.parent if mnist_dir.name == "mnist" else mnist_dir
     argv = ["mnist", "attack", "l0", "--indices", "0:2", "--out", str(tmp_path),
@@ -441,7 +441,7 @@ def test_cli_l0_writes_run_and_resumes(mnist_dir, tmp_path, capsys):
 @pytest.mark.slow
 def test_published_sources_full_run(mnist_dir, published_dir):
     """The 100 published sources with the default attack: median l0 <= 25 (paper: 25)."""
-    from simulations.mnist.data import load_mnist
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
 
     train, test = load_mnist("train", mnist_dir), load_mnist("test", mnist_dir)
     idx = np.load(published_dir / "indexs.npy", allow_pickle=False)

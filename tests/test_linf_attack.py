@@ -8,17 +8,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.cli import main
-from simulations.mnist import alignment, linf_attack, runner
-from simulations.mnist.alignment import (
+from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.attacks import alignment, runs as runner
+from invariance_tradeoffs.simulations.attacks import linf as linf_attack
+from invariance_tradeoffs.simulations.attacks.alignment import (
     TRANSFORM_GRID,
     NeighbourIndex,
     align_neighbours,
     transform_image,
     transformed_copies,
 )
-from simulations.mnist.data import load_mnist
-from simulations.mnist.linf_attack import (
+from invariance_tradeoffs.simulations.data.mnist import load_mnist
+from invariance_tradeoffs.simulations.attacks.linf import (
     DEFAULT_TARGETS,
     LinfInvarianceAttack,
     check_targets,
@@ -27,8 +28,8 @@ from simulations.mnist.linf_attack import (
     project_linf,
     select_targets,
 )
-from simulations.mnist.published import load_npy
-from simulations.mnist.runner import AttackRun, load_run, parse_indices, run_attack, save_run
+from invariance_tradeoffs.simulations.data.published import load_npy
+from invariance_tradeoffs.simulations.attacks.runs import AttackRun, load_run, parse_indices, run_attack, save_run
 
 # ---------------------------------------------------------------- fixtures
 

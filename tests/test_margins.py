@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory.distances import LpDistance
-from theory.margins import (
+from invariance_tradeoffs.theory.distances import LpDistance
+from invariance_tradeoffs.theory.margins import (
     Margins,
     ceiling_from_margins,
     good_radius_from_margins,
     is_good,
     oracle_margin,
 )
-from theory.oracles import REJECT, FunctionOracle, TableOracle
+from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs.checks_core import random_instance  # noqa: E402

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from simulations.mnist.agreement import (
+from invariance_tradeoffs.simulations.evaluation.agreement import (
     CERTIFY_SLACK,
     PGDSettings,
     agreement_stats,
@@ -18,10 +18,10 @@ from simulations.mnist.agreement import (
     robustness_report,
     summary_table,
 )
-from simulations.mnist.models import LinearModel, NumpyModel
-from simulations.mnist.published import PublishedSet
-from theory.oracles import REJECT
-from theory.results import proportion_estimate
+from invariance_tradeoffs.simulations.models.adapters import LinearModel, NumpyModel
+from invariance_tradeoffs.simulations.data.published import PublishedSet
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.results import proportion_estimate
 
 
 @pytest.fixture(autouse=True)
@@ -203,7 +203,7 @@ def test_evaluate_models_is_json_and_tabulates():
 # --------------------------------------------------------------------------- real data
 @pytest.fixture(scope="module")
 def real_sets(published_dir, mnist_dir):
-    from simulations.mnist.published import load_published_examples
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
 
     return load_published_examples(published_dir, data_dir=mnist_dir)
 
@@ -233,8 +233,8 @@ def test_real_ceilings_match_the_published_rates(real_sets):
 
 
 def test_real_sets_with_tiny_linear_models(real_sets, mnist_dir, real_cache):
-    from simulations.mnist.data import load_mnist
-    from simulations.mnist.zoo import get_config, train
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.models.zoo import get_config, train
 
     tr = load_mnist("train", mnist_dir)
     for name in ("tiny-robust-linear", "tiny-knn"):
@@ -253,8 +253,8 @@ def test_real_sets_with_tiny_linear_models(real_sets, mnist_dir, real_cache):
 def test_real_sets_with_a_tiny_cnn(real_sets, mnist_dir, real_cache):
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from simulations.mnist.data import load_mnist
-    from simulations.mnist.zoo import get_config, train
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.models.zoo import get_config, train
 
     tr = load_mnist("train", mnist_dir)
     model = train(get_config("tiny-ibp"), tr.images, tr.labels, cache_dir=real_cache).model
@@ -268,7 +268,7 @@ def test_real_sets_with_a_tiny_cnn(real_sets, mnist_dir, real_cache):
 
 # --------------------------------------------------------------------------- CLI
 def _evaluate(argv: list[str], capsys) -> tuple[int, str, str]:
-    from simulations.cli import main
+    from invariance_tradeoffs.simulations.cli import main
 
     code = main(["mnist", "evaluate", *argv])
     out, err = capsys.readouterr()
@@ -347,8 +347,8 @@ def test_pgd_training_does_not_raise_agreement_on_label_changed_examples(
     the same data (3000 images, one epoch, tiny CNN; seconds on one core)."""
     torch = pytest.importorskip("torch")
     torch.set_num_threads(1)
-    from simulations.mnist.data import load_mnist
-    from simulations.mnist.zoo import get_config, train
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.models.zoo import get_config, train
 
     tr = load_mnist("train", mnist_dir)
     agree = {}

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulations.mnist import data
-from simulations.mnist.data import MNIST_FILES, load_mnist, to_unit
+from invariance_tradeoffs.simulations.data import mnist as data
+from invariance_tradeoffs.simulations.data.mnist import MNIST_FILES, load_mnist, to_unit
 
 LABELS = "t10k-labels-idx1-ubyte"
 

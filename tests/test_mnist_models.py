@@ -11,16 +11,16 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulations.mnist import zoo
-from simulations.mnist.certify import certify_linear, input_box, linear_worst_margins
-from simulations.mnist.models import (
+from invariance_tradeoffs.simulations.models import zoo
+from invariance_tradeoffs.simulations.certification import certify_linear, input_box, linear_worst_margins
+from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     NumpyModel,
     as_images,
     as_model,
     to_model_input,
 )
-from simulations.mnist.zoo import (
+from invariance_tradeoffs.simulations.models.zoo import (
     CONFIGS,
     TrainConfig,
     config_key,
@@ -65,7 +65,7 @@ def _fake_mnist(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
-    from simulations.mnist.data import load_mnist
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
 
     return load_mnist("train", mnist_dir), load_mnist("test", mnist_dir)
 
@@ -356,7 +356,7 @@ def test_torch_model_gradient_matches_linear_closed_form():
 
 def test_build_architecture_is_seeded_and_checked():
     torch = _torch()
-    from simulations.mnist.models import ARCHITECTURES, TorchModel, build_architecture
+    from invariance_tradeoffs.simulations.models.adapters import ARCHITECTURES, TorchModel, build_architecture
 
     for arch in ARCHITECTURES:
         a, b = build_architecture(arch, seed=5), build_architecture(arch, seed=5)
@@ -390,7 +390,7 @@ def _naive_bounds(module, x, eps):
     import torch
     from torch.nn import functional as F
 
-    from simulations.mnist.certify import flatten_sequential
+    from invariance_tradeoffs.simulations.certification import flatten_sequential
 
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     for layer in flatten_sequential(module):
@@ -406,7 +406,7 @@ def _naive_bounds(module, x, eps):
 @given(seed=st.integers(0, 10_000), conv=st.booleans(), eps=st.floats(0.0, 0.5))
 def test_ibp_logit_bounds_are_sound(seed, conv, eps):
     torch = _torch()
-    from simulations.mnist.certify import check_bounds_sound, ibp_logit_bounds
+    from invariance_tradeoffs.simulations.certification import check_bounds_sound, ibp_logit_bounds
 
     net = _random_net(seed, conv)
     g = torch.Generator().manual_seed(seed)
@@ -417,7 +417,7 @@ def test_ibp_logit_bounds_are_sound(seed, conv, eps):
 
 def test_soundness_check_catches_a_broken_bound():
     torch = _torch()
-    from simulations.mnist.certify import check_bounds_sound
+    from invariance_tradeoffs.simulations.certification import check_bounds_sound
 
     net = _random_net(0, conv=False)
     x = torch.rand((8, 25), generator=torch.Generator().manual_seed(0))
@@ -427,7 +427,7 @@ def test_soundness_check_catches_a_broken_bound():
 @given(seed=st.integers(0, 10_000), eps=st.floats(0.0, 0.3))
 def test_ibp_margin_bound_is_sound_and_tighter_than_logit_intervals(seed, eps):
     torch = _torch()
-    from simulations.mnist.certify import ibp_logit_bounds, ibp_margin_upper
+    from invariance_tradeoffs.simulations.certification import ibp_logit_bounds, ibp_margin_upper
 
     net = _random_net(seed, conv=True)
     g = torch.Generator().manual_seed(seed)
@@ -446,7 +446,7 @@ def test_ibp_margin_bound_is_sound_and_tighter_than_logit_intervals(seed, eps):
 
 def test_ibp_is_exact_on_linear_models():
     _torch()
-    from simulations.mnist.certify import certify, certify_ibp
+    from invariance_tradeoffs.simulations.certification import certify, certify_ibp
 
     rng = np.random.default_rng(2)
     lm = LinearModel(rng.normal(size=(10, 784)) * 0.02, rng.normal(size=10) * 0.5)
@@ -463,7 +463,7 @@ def test_ibp_is_exact_on_linear_models():
 
 def test_ibp_rejects_unsupported_layers():
     torch = _torch()
-    from simulations.mnist.certify import certify, flatten_sequential
+    from invariance_tradeoffs.simulations.certification import certify, flatten_sequential
 
     with pytest.raises(TypeError, match="BatchNorm"):
         flatten_sequential(torch.nn.Sequential(torch.nn.BatchNorm1d(3)))
@@ -477,8 +477,8 @@ def test_ibp_rejects_unsupported_layers():
 @pytest.mark.parametrize("eps", [0.0, 0.05, 0.3])
 def test_pgd_stays_in_the_ball_and_the_unit_cube(eps):
     _torch()
-    from simulations.mnist.attacks_pgd import pgd_attack
-    from simulations.mnist.models import TorchModel, build_architecture
+    from invariance_tradeoffs.simulations.attacks.pgd import pgd_attack
+    from invariance_tradeoffs.simulations.models.adapters import TorchModel, build_architecture
 
     m = TorchModel(build_architecture("tiny_cnn", seed=0))
     x = _images(16, seed=1)
@@ -495,7 +495,7 @@ def test_pgd_stays_in_the_ball_and_the_unit_cube(eps):
 
 def test_pgd_is_bracketed_by_exact_robust_accuracy_on_linear_models():
     _torch()
-    from simulations.mnist.attacks_pgd import pgd_attack, pgd_robust_accuracy
+    from invariance_tradeoffs.simulations.attacks.pgd import pgd_attack, pgd_robust_accuracy
 
     images, labels = _fake_mnist(300)
     lm, _ = fit_robust_linear(images, labels, 0.0, l2=1e-3, max_iter=200)
@@ -513,7 +513,7 @@ def test_pgd_is_bracketed_by_exact_robust_accuracy_on_linear_models():
 
 def test_pgd_refuses_models_without_gradients():
     _torch()
-    from simulations.mnist.attacks_pgd import pgd_attack
+    from invariance_tradeoffs.simulations.attacks.pgd import pgd_attack
 
     with pytest.raises(TypeError, match="gradients"):
         pgd_attack(NumpyModel(lambda b: np.zeros(len(b), int)), _images(2), [0, 0], 0.1)

@@ -7,8 +7,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from simulations.mnist.models import NumpyModel
-from simulations.mnist.proxy import (
+from invariance_tradeoffs.simulations.models.adapters import NumpyModel
+from invariance_tradeoffs.simulations.models.proxy import (
     PROXY_CONFIGS,
     PROXY_METHOD,
     ProxyConfig,
@@ -18,7 +18,7 @@ from simulations.mnist.proxy import (
     validate_proxy,
     with_overrides,
 )
-from simulations.mnist.zoo import config_key
+from invariance_tradeoffs.simulations.models.zoo import config_key
 
 
 def _fake_set(name, human, orig, seed=0):
@@ -124,7 +124,7 @@ def test_member_keys_are_distinct_and_depend_on_every_field():
 # --------------------------------------------------------------------------- torch parts
 def test_augment_is_seeded_bounded_and_identity_without_deformation():
     torch = pytest.importorskip("torch")
-    from simulations.mnist.proxy import augment
+    from invariance_tradeoffs.simulations.models.proxy import augment
 
     x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     cfg = PROXY_CONFIGS["proxy"]
@@ -143,7 +143,7 @@ def test_augment_is_seeded_bounded_and_identity_without_deformation():
 
 def test_augment_moves_ink_by_at_most_a_few_pixels():
     torch = pytest.importorskip("torch")
-    from simulations.mnist.proxy import augment
+    from invariance_tradeoffs.simulations.models.proxy import augment
 
     x = torch.zeros(50, 1, 28, 28)
     x[:, :, 12:16, 12:16] = 1.0  # a centred blob
@@ -165,7 +165,7 @@ def test_augment_moves_ink_by_at_most_a_few_pixels():
 
 def test_tiny_proxy_trains_caches_and_never_retrains(tmp_path, monkeypatch):
     pytest.importorskip("torch")
-    import simulations.mnist.proxy as proxy_mod
+    import invariance_tradeoffs.simulations.models.proxy as proxy_mod
 
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, size=(900, 28, 28)).astype(np.uint8)
@@ -190,7 +190,7 @@ def test_tiny_proxy_trains_caches_and_never_retrains(tmp_path, monkeypatch):
 
 def test_training_is_deterministic_across_caches(tmp_path):
     pytest.importorskip("torch")
-    from simulations.mnist.proxy import train_proxy
+    from invariance_tradeoffs.simulations.models.proxy import train_proxy
 
     rng = np.random.default_rng(1)
     images = rng.integers(0, 256, size=(60, 28, 28)).astype(np.uint8)
@@ -204,8 +204,8 @@ def test_training_is_deterministic_across_caches(tmp_path):
 
 def test_tiny_proxy_on_the_published_sets(mnist_dir, published_dir, tmp_path):
     pytest.importorskip("torch")
-    from simulations.mnist.proxy import load_or_train_proxy
-    from simulations.mnist.published import load_published_examples
+    from invariance_tradeoffs.simulations.models.proxy import load_or_train_proxy
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
 
     sets = load_published_examples(published_dir, data_dir=mnist_dir)
     proxy = load_or_train_proxy("proxy-tiny", data_dir=mnist_dir, cache_dir=tmp_path)
@@ -226,7 +226,7 @@ def test_ink_threshold_is_prediction_only_and_validated():
 
 
 def test_select_ink_threshold_reads_clean_accuracy_only():
-    from simulations.mnist.proxy import select_ink_threshold
+    from invariance_tradeoffs.simulations.models.proxy import select_ink_threshold
 
     rows = [{"ink_threshold": 1.0, "clean_accuracy": 0.99},
             {"ink_threshold": 0.5, "clean_accuracy": 0.987},
@@ -240,7 +240,7 @@ def test_select_ink_threshold_reads_clean_accuracy_only():
 
 def test_ink_threshold_shows_grey_strokes_as_ink(tmp_path):
     torch = pytest.importorskip("torch")
-    from simulations.mnist.proxy import ProxyLabeller, build_proxy_cnn, ink_threshold_sweep
+    from invariance_tradeoffs.simulations.models.proxy import ProxyLabeller, build_proxy_cnn, ink_threshold_sweep
 
     net = build_proxy_cnn(4, seed=0)
     plain = ProxyLabeller([net], with_overrides("proxy-tiny", ink_threshold=1.0))

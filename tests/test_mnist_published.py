@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from simulations.mnist import data, release
-from simulations.mnist.published import (
+from invariance_tradeoffs.simulations.data import mnist as data, release
+from invariance_tradeoffs.simulations.data.published import (
     KNOWN_SETS,
     load_published_examples,
     published_indices,
     published_neighbours,
 )
-from simulations.mnist.release import RELEASE_FILES, find_release
+from invariance_tradeoffs.simulations.data.release import RELEASE_FILES, find_release
 
 
 @pytest.fixture(autouse=True)

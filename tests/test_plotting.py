@@ -1,11 +1,11 @@
-"""Every figure of :mod:`simulations.plotting` is written, non-empty and deterministic."""
+"""Every figure of :mod:`invariance_tradeoffs.simulations.plotting` is written, non-empty and deterministic."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from simulations import plotting
+from invariance_tradeoffs.simulations import plotting
 
 
 def _tradeoff_rows():

@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from simulations.mnist.zoo import (
+from invariance_tradeoffs.simulations.models.zoo import (
     CONFIGS,
     IBP_TRAINING_RADII,
     PGD_TRAINING_RADII,
@@ -15,7 +15,7 @@ from simulations.mnist.zoo import (
     config_key,
     get_config,
 )
-from simulations.reproduce import FULL, MAIN, PUBLISHED_RATES, QUICK, ReproduceConfig
+from invariance_tradeoffs.simulations.experiments.reproduce import FULL, MAIN, PUBLISHED_RATES, QUICK, ReproduceConfig
 
 
 def test_pgd_and_ibp_sweeps_are_registered_valid_and_distinct():
@@ -80,8 +80,8 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
     pytest.importorskip("torch")
     import numpy as np
 
-    from simulations.cli import main
-    from simulations.mnist.runner import AttackRun, save_run
+    from invariance_tradeoffs.simulations.cli import main
+    from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
 
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, size=(4, 28, 28)).astype(np.uint8)
@@ -140,8 +140,8 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
 def test_quick_never_trains_a_full_configuration(mnist_dir, published_dir, tmp_path,
                                                  monkeypatch):
     pytest.importorskip("torch")
-    import simulations.mnist.zoo as zoo
-    from simulations.reproduce import _models_stage, _train_stage
+    import invariance_tradeoffs.simulations.models.zoo as zoo
+    from invariance_tradeoffs.simulations.experiments.reproduce import _models_stage, _train_stage
 
     def no_training(*a, **k):
         raise AssertionError("trained")
@@ -160,7 +160,7 @@ def test_quick_never_trains_a_full_configuration(mnist_dir, published_dir, tmp_p
 def test_missing_models_are_reported_not_trained_with_no_train(mnist_dir, published_dir,
                                                                tmp_path):
     pytest.importorskip("torch")
-    from simulations.reproduce import run_reproduction
+    from invariance_tradeoffs.simulations.experiments.reproduce import run_reproduction
 
     config = replace(QUICK, models=("tiny-logreg", "tiny-knn"), n_sources=2, n_test=20,
                      pgd_steps=1, pgd_restarts=1, toy="none", train_missing=False)

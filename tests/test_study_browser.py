@@ -27,12 +27,12 @@ except ImportError as exc:  # .ci/run installs it and sets STUDY_BROWSER_REQUIRE
     pytest.skip("the Playwright driver is not installed (pip install playwright; .ci/run "
                 "installs it)", allow_module_level=True)
 
-from simulations.cli import main  # noqa: E402
-from simulations.mnist.published import load_published_examples  # noqa: E402
-from simulations.study import store  # noqa: E402
-from simulations.study.client import ServerProcess  # noqa: E402
+from invariance_tradeoffs.simulations.cli import main  # noqa: E402
+from invariance_tradeoffs.simulations.data.published import load_published_examples  # noqa: E402
+from invariance_tradeoffs.simulations.study import store  # noqa: E402
+from invariance_tradeoffs.simulations.study.client import ServerProcess  # noqa: E402
 from tests.study_helpers import item_of_nonce, read_links  # noqa: E402
-from theory.oracles import REJECT  # noqa: E402
+from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",

@@ -12,10 +12,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from simulations.cli import main
-from simulations.mnist.runner import AttackRun, save_run
-from simulations.study import store
-from simulations.study.design import (
+from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
+from invariance_tradeoffs.simulations.study import store
+from invariance_tradeoffs.simulations.study.design import (
     Design,
     assign_examples,
     create_study,

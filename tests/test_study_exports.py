@@ -12,10 +12,10 @@ import pytest
 
 pytest.importorskip("statsmodels")
 
-from simulations.cli import main  # noqa: E402
-from simulations.mnist.published import load_published_examples  # noqa: E402
-from simulations.study import store  # noqa: E402
-from simulations.study.exports import (  # noqa: E402
+from invariance_tradeoffs.simulations.cli import main  # noqa: E402
+from invariance_tradeoffs.simulations.data.published import load_published_examples  # noqa: E402
+from invariance_tradeoffs.simulations.study import store  # noqa: E402
+from invariance_tradeoffs.simulations.study.exports import (  # noqa: E402
     LABELSTUDIO_CONFIG,
     REJECT_CHOICE,
     counts_csv,
@@ -25,9 +25,9 @@ from simulations.study.exports import (  # noqa: E402
     read_labelstudio_export,
     responses_csv,
 )
-from simulations.study.results import summarise  # noqa: E402
+from invariance_tradeoffs.simulations.study.results import summarise  # noqa: E402
 from tests.study_helpers import answer_through_store, make_study  # noqa: E402
-from theory.oracles import REJECT  # noqa: E402
+from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
 
 
 def _right(kind, src, ref):

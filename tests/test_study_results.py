@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 pytest.importorskip("statsmodels")
 
-from simulations.study import store  # noqa: E402
-from simulations.study.results import (  # noqa: E402
+from invariance_tradeoffs.simulations.study import store  # noqa: E402
+from invariance_tradeoffs.simulations.study.results import (  # noqa: E402
     REJECT_COLUMN,
     ExclusionRule,
     counts_matrix,
@@ -25,7 +25,7 @@ from simulations.study.results import (  # noqa: E402
     summarise,
 )
 from tests.study_helpers import answer_through_store, make_study  # noqa: E402
-from theory.oracles import REJECT  # noqa: E402
+from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
 
 # Fleiss' kappa worked example (10 subjects, 14 raters, 5 categories; Fleiss 1971 as
 # reproduced in the Wikipedia article "Fleiss' kappa"): P-bar = 0.378, P-bar_e = 0.213,

@@ -16,8 +16,8 @@ import pytest
 pytest.importorskip("starlette")
 pytest.importorskip("uvicorn")
 
-from simulations.study import store  # noqa: E402
-from simulations.study.client import ServerProcess, StudyClient  # noqa: E402
+from invariance_tradeoffs.simulations.study import store  # noqa: E402
+from invariance_tradeoffs.simulations.study.client import ServerProcess, StudyClient  # noqa: E402
 from tests.study_helpers import item_of_nonce, make_study  # noqa: E402
 
 

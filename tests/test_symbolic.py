@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from theory import symbolic
-from theory.toys import (
+from invariance_tradeoffs.theory import symbolic
+from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,
     LinearGaussian,
     OverlyRobustFeature,
@@ -87,7 +87,7 @@ def test_overly_robust_margin_form():
 
 
 def test_ceiling_forms_match_monte_carlo():
-    from theory.results import proportion_estimate
+    from invariance_tradeoffs.theory.results import proportion_estimate
 
     for fam, norm in ((LinearGaussian(d=3, w=[1, -1, 2], b=0.2, prior=0.3), "linf"),
                       (Tsipras(d=9, p=0.85, eta=0.3), "l2"),
@@ -103,7 +103,7 @@ def test_ceiling_forms_match_monte_carlo():
 def test_tsipras_bound_form():
     form = symbolic.tsipras_bound()
     assert float(form(0.95, 0.01)) == pytest.approx(0.19)
-    from theory.toys import tsipras_bound
+    from invariance_tradeoffs.theory.toys import tsipras_bound
 
     assert float(form(0.8, 0.1)) == pytest.approx(tsipras_bound(0.8, 0.1).value)
 

@@ -11,11 +11,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from theory.distances import ClassifierInducedDistance
-from theory.examples import in_ball
-from theory.margins import oracle_margin
-from theory.oracles import REJECT, TableOracle
-from theory.theorem import (
+from invariance_tradeoffs.theory.distances import ClassifierInducedDistance
+from invariance_tradeoffs.theory.examples import in_ball
+from invariance_tradeoffs.theory.margins import oracle_margin
+from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
+from invariance_tradeoffs.theory.theorem import (
     LEMMA_CASES,
     check_good_at,
     check_nn_direction,

@@ -7,18 +7,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from simulations.toy.attacks import ball_probes, invariance_candidates
-from simulations.toy.exact_linear import linear_example_distances, linear_robust_accuracies
-from simulations.toy.glyph_attack import (
+from invariance_tradeoffs.simulations.experiments.toy.search import ball_probes, invariance_candidates
+from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances, linear_robust_accuracies
+from invariance_tradeoffs.simulations.attacks.glyph import (
     l0_invariance_attack,
     linf_invariance_attack,
     other_class_neighbours,
     score_attack,
 )
-from simulations.toy.training import LinearClassifier
-from theory.distances import LpDistance
-from theory.robust_accuracy import robustness_report
-from theory.toys import get_family
+from invariance_tradeoffs.simulations.experiments.toy.training import LinearClassifier
+from invariance_tradeoffs.theory.distances import LpDistance
+from invariance_tradeoffs.theory.robust_accuracy import robustness_report
+from invariance_tradeoffs.theory.toys import get_family
 
 
 def _search_vs_exact(seed: int, eps: float, norm: str):

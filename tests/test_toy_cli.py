@@ -8,8 +8,8 @@ import json
 import numpy as np
 import pytest
 
-from simulations.cli import main
-from simulations.toy.tables import clean_value, read_table_json, write_table
+from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.experiments.toy.tables import clean_value, read_table_json, write_table
 
 
 def test_good_norms_subcommand_writes_csv_and_json(tmp_path, capsys):
@@ -57,7 +57,7 @@ def test_write_table_rejects_bad_input(tmp_path):
 
 @pytest.mark.slow
 def test_toy_all_small_writes_every_table_and_figure(tmp_path):
-    from simulations.toy.figures import FIGURES
+    from invariance_tradeoffs.simulations.experiments.toy.figures import FIGURES
 
     assert main(["toy", "all", "--small", "--no-progress", "--out", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())

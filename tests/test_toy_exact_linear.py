@@ -8,15 +8,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.optimize import linprog, minimize
 
-from simulations.toy.exact_linear import (
+from invariance_tradeoffs.simulations.experiments.toy.exact_linear import (
     halfspace_distance,
     linear_example_distances,
     linear_robust_accuracies,
     two_halfspace_distance,
 )
-from theory.distances import LpDistance
-from theory.oracles import FunctionOracle
-from theory.robust_accuracy import robustness_report
+from invariance_tradeoffs.theory.distances import LpDistance
+from invariance_tradeoffs.theory.oracles import FunctionOracle
+from invariance_tradeoffs.theory.robust_accuracy import robustness_report
 
 
 def _reference(x: np.ndarray, G: np.ndarray, h: np.ndarray, norm: str) -> float:

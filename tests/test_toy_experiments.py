@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from simulations.toy.experiments import (
+from invariance_tradeoffs.simulations.experiments.toy.experiments import (
     ToyConfig,
     TradeoffSpec,
     alignment,
@@ -15,7 +15,7 @@ from simulations.toy.experiments import (
     overly_robust,
     tradeoff,
 )
-from theory.toys import get_family
+from invariance_tradeoffs.theory.toys import get_family
 
 SMALL = ToyConfig.small()
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from scipy.optimize import minimize
 from sklearn.neural_network import MLPClassifier
 
-from simulations.toy.exact_linear import linear_example_distances
-from simulations.toy.training import (
+from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances
+from invariance_tradeoffs.simulations.experiments.toy.training import (
     LinearClassifier,
     fit_adversarial_mlp,
     fit_robust_linear,
@@ -19,7 +19,7 @@ from simulations.toy.training import (
     project_ball,
     worst_case_margin,
 )
-from theory.toys import get_family
+from invariance_tradeoffs.theory.toys import get_family
 
 NORMS = ["l1", "l2", "linf"]
 P = {"l1": 1, "l2": 2, "linf": np.inf}

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from theory.oracles import REJECT
-from theory.toys import FAMILIES, ToyFamily, family_defaults, get_family
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.toys import FAMILIES, ToyFamily, family_defaults, get_family
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402
@@ -148,7 +148,7 @@ def test_ceilings_agree_with_monte_carlo(family):
 
 
 def test_monte_carlo_check_rejects_a_wrong_ceiling():
-    from theory.toys._common import abs_normal_mixture_tail
+    from invariance_tradeoffs.theory.toys._common import abs_normal_mixture_tail
 
     fam = get_family("linear-gaussian")
 

@@ -11,7 +11,7 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from theory.toys import (
+from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,
     GlyphDigits,
     LinearGaussian,
@@ -19,8 +19,8 @@ from theory.toys import (
     Tsipras,
     linear_margin,
 )
-from theory.toys.glyphs import DIGIT_CODES
-from theory.toys.linear_gaussian import dual_norm
+from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
+from invariance_tradeoffs.theory.toys.linear_gaussian import dual_norm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import sympy as sp
 
-from theory import symbolic
-from theory.toys import ConcentricSpheres, LinearGaussian, OverlyRobustFeature
+from invariance_tradeoffs.theory import symbolic
+from invariance_tradeoffs.theory.toys import ConcentricSpheres, LinearGaussian, OverlyRobustFeature
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402
@@ -75,7 +75,7 @@ def test_sympy_overly_robust_check_fails_for_a_wrong_ceiling():
 
 
 def test_glyph_support_enumeration_refuses_large_canvases():
-    from theory.toys import GlyphDigits
+    from invariance_tradeoffs.theory.toys import GlyphDigits
 
     with pytest.raises(ValueError, match="too large"):
         C.glyph_support(GlyphDigits())

@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
-from theory.results import proportion_estimate
-from theory.toys import Tsipras, tsipras_bound
+from invariance_tradeoffs.theory.results import proportion_estimate
+from invariance_tradeoffs.theory.toys import Tsipras, tsipras_bound
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402

@@ -6,14 +6,14 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from simulations.mnist.data import load_mnist  # noqa: E402
-from simulations.mnist.train_pool import (  # noqa: E402
+from invariance_tradeoffs.simulations.data.mnist import load_mnist  # noqa: E402
+from invariance_tradeoffs.simulations.models.train_pool import (  # noqa: E402
     TrainJob,
     job_cost,
     missing_jobs,
     train_missing,
 )
-from simulations.mnist.zoo import get_config, load_or_train  # noqa: E402
+from invariance_tradeoffs.simulations.models.zoo import get_config, load_or_train  # noqa: E402
 
 
 def test_costs_order_the_zoo():

@@ -10,9 +10,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.dummy import DummyClassifier
 
-from theory._validation import as_batch, as_labels, check_eps, check_n_classes, check_same_length
-from theory.oracles import REJECT, FunctionOracle, TableOracle, is_reject, predict
-from theory.results import Quantity, bound, exact, mean_estimate, proportion_estimate
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_n_classes, check_same_length
+from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle, is_reject, predict
+from invariance_tradeoffs.theory.results import Quantity, bound, exact, mean_estimate, proportion_estimate
 
 # --------------------------------------------------------------------------- _validation
 

@@ -1,6 +1,6 @@
 """Formal library for the invariance/sensitivity tradeoff (Tramer et al., ICML 2020)."""
 
-from theory.distances import (
+from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,
     LpDistance,
@@ -10,22 +10,22 @@ from theory.distances import (
     cyclic_shifts,
     get_distance,
 )
-from theory.examples import (
+from invariance_tradeoffs.theory.examples import (
     ExampleSearch,
     find_examples,
     is_invariance_example,
     is_sensitivity_example,
 )
-from theory.margins import (
+from invariance_tradeoffs.theory.margins import (
     Margins,
     ceiling_from_margins,
     good_radius_from_margins,
     is_good,
     oracle_margin,
 )
-from theory.oracles import REJECT, FunctionOracle, Oracle, TableOracle, is_reject, predict
-from theory.results import Quantity
-from theory.robust_accuracy import (
+from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, Oracle, TableOracle, is_reject, predict
+from invariance_tradeoffs.theory.results import Quantity
+from invariance_tradeoffs.theory.robust_accuracy import (
     RobustnessReport,
     invariance_robust_accuracy,
     real_robust_accuracy,
@@ -33,7 +33,7 @@ from theory.robust_accuracy import (
     sensitivity_robust_accuracy,
     standard_robust_accuracy,
 )
-from theory.theorem import (
+from invariance_tradeoffs.theory.theorem import (
     NearestNeighbourRule,
     check_good_at,
     check_metric_axioms,
@@ -87,8 +87,8 @@ __all__ = [
     "check_metric_axioms_exhaustive",
 ]
 
-# Toy families with exact oracles (theory/toys); the SymPy layer stays in theory.symbolic
+# Toy families with exact oracles (theory/toys); the SymPy layer stays in invariance_tradeoffs.theory.symbolic
 # so that ``import theory`` does not import SymPy.
-from theory.toys import FAMILIES, ToyFamily, get_family  # noqa: E402
+from invariance_tradeoffs.theory.toys import FAMILIES, ToyFamily, get_family  # noqa: E402
 
 __all__ += ["FAMILIES", "ToyFamily", "get_family"]

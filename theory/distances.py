@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from theory._validation import as_batch, check_eps, check_same_length
+from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length
 
 __all__ = [
     "Distance",
@@ -348,7 +348,7 @@ class ClassifierInducedDistance(Distance):
         self.name = f"d_f[{base.name}]"
 
     def _labels(self, X: np.ndarray) -> np.ndarray:
-        from theory.oracles import predict
+        from invariance_tradeoffs.theory.oracles import predict
 
         return predict(self.classifier, X)
 

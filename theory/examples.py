@@ -5,13 +5,13 @@ For a classifier ``f``, an oracle ``O``, a distance ``d`` and a radius ``eps``:
 * a **sensitivity example** of ``f`` at ``x`` is an ``x'`` with ``d(x, x') <= eps``,
   ``O(x') = O(x)`` and ``f(x') != O(x')`` -- the true class did not move, the model did;
 * an **invariance example** of ``f`` at ``x`` is an ``x'`` with ``d(x, x') <= eps``,
-  ``O(x')`` a class different from ``O(x)`` (not :data:`~theory.oracles.REJECT`) and
+  ``O(x')`` a class different from ``O(x)`` (not :data:`~invariance_tradeoffs.theory.oracles.REJECT`) and
   ``f(x') = f(x)`` -- the true class moved, the model did not.
 
 The paper states both definitions at inputs ``x`` that have a class; we apply them
 verbatim at every ``x``. At an ``x`` the oracle rejects this treats ``REJECT`` like the
 input's own label but never as the target of an invariance example, which keeps the
-tradeoff lemma (:mod:`theory.theorem`) true there as well.
+tradeoff lemma (:mod:`invariance_tradeoffs.theory.theorem`) true there as well.
 
 Balls are closed: ``d(x, x') <= eps``. All comparisons with a radius go through
 :func:`in_ball`, which admits a relative slack of ``1e-12`` so that the row-wise and
@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from theory._validation import as_batch, check_eps, check_same_length
-from theory.distances import Distance, get_distance
-from theory.oracles import REJECT, TableOracle, oracle_labels, predict
+from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length
+from invariance_tradeoffs.theory.distances import Distance, get_distance
+from invariance_tradeoffs.theory.oracles import REJECT, TableOracle, oracle_labels, predict
 
 __all__ = [
     "in_ball",
@@ -78,9 +78,9 @@ def check_oracle(oracle: Any) -> Any:
 
 
 def check_distance(distance: Any, name: str = "distance") -> Distance:
-    """Return ``distance`` as a :class:`~theory.distances.Distance`.
+    """Return ``distance`` as a :class:`~invariance_tradeoffs.theory.distances.Distance`.
 
-    Norm names such as ``"l2"`` are resolved with :func:`~theory.distances.get_distance`;
+    Norm names such as ``"l2"`` are resolved with :func:`~invariance_tradeoffs.theory.distances.get_distance`;
     unknown names raise ``ValueError``, other types ``TypeError``.
     """
     if isinstance(distance, str):
@@ -90,7 +90,7 @@ def check_distance(distance: Any, name: str = "distance") -> Distance:
             raise ValueError(f"{name}: {err}") from None
     if not isinstance(distance, Distance):
         raise TypeError(
-            f"{name} must be a theory.distances.Distance or a norm name, "
+            f"{name} must be a invariance_tradeoffs.theory.distances.Distance or a norm name, "
             f"got {type(distance).__name__}"
         )
     return distance
@@ -115,7 +115,7 @@ def resolve_exhaustive(oracle: Any, candidates: np.ndarray, exhaustive: bool | N
     """Decide whether ``candidates`` is the whole input domain.
 
     Only then are searches over ``candidates`` exact. With ``exhaustive=None`` the
-    answer is ``True`` exactly when ``oracle`` is a :class:`~theory.oracles.TableOracle`
+    answer is ``True`` exactly when ``oracle`` is a :class:`~invariance_tradeoffs.theory.oracles.TableOracle`
     whose domain (its points; no ``outside`` label) is contained in ``candidates``.
     ``exhaustive=True`` is checked against a table oracle's domain when possible and is
     otherwise the caller's claim.
@@ -171,7 +171,7 @@ def is_sensitivity_example(
     f : callable or estimator
         The classifier.
     distance : Distance or str
-        The distance ``d`` (or a norm name for :func:`~theory.distances.get_distance`).
+        The distance ``d`` (or a norm name for :func:`~invariance_tradeoffs.theory.distances.get_distance`).
     eps : float
         Radius ``>= 0`` of the closed ball.
 
@@ -182,8 +182,8 @@ def is_sensitivity_example(
 
     Examples
     --------
-    >>> from theory.oracles import FunctionOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import FunctionOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> O = FunctionOracle(lambda X: (X[:, 0] > 0).astype(int), n_classes=2)
     >>> f = lambda X: (X[:, 0] > 0.5).astype(int)
     >>> is_sensitivity_example([[1.0]], [[0.3]], O, f, LpDistance(2), 1.0).tolist()
@@ -203,8 +203,8 @@ def is_invariance_example(
 
     Examples
     --------
-    >>> from theory.oracles import FunctionOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import FunctionOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> O = FunctionOracle(lambda X: (X[:, 0] > 0).astype(int), n_classes=2)
     >>> always_one = lambda X: np.ones(len(X), dtype=int)
     >>> is_invariance_example([[1.0]], [[-0.5]], O, always_one, LpDistance(2), 2.0).tolist()
@@ -315,8 +315,8 @@ def find_examples(
 
     Examples
     --------
-    >>> from theory.oracles import TableOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import TableOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> pts = np.arange(4.0)[:, None]
     >>> O = TableOracle(pts, [0, 0, 1, 1], n_classes=2)
     >>> zero = lambda X: np.zeros(len(X), dtype=int)

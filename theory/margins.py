@@ -7,12 +7,12 @@
 * The **good radius** ``eps*(d)`` is the essential infimum of ``r_O`` over ``D``.
 * The **ceiling** at radius ``eps`` is ``P_D[r_O(x) > eps]``: no classifier that is
   constant on the eps-balls (robust in the standard lp sense) can be correct and free of
-  invariance examples on more of ``D`` (:mod:`theory.robust_accuracy`,
+  invariance examples on more of ``D`` (:mod:`invariance_tradeoffs.theory.robust_accuracy`,
   ``proofs/theorem.md``).
 
 Margins computed over a finite candidate set are exact when the candidates are the
 whole domain and otherwise **upper bounds** (a missed nearer point of another class can
-only lower the infimum). Every number returned says which (:class:`~theory.results.Quantity`).
+only lower the infimum). Every number returned says which (:class:`~invariance_tradeoffs.theory.results.Quantity`).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from theory._validation import as_batch, check_eps
-from theory.distances import Distance
-from theory.examples import (
+from invariance_tradeoffs.theory.validation import as_batch, check_eps
+from invariance_tradeoffs.theory.distances import Distance
+from invariance_tradeoffs.theory.examples import (
     as_candidates,
     check_distance,
     check_oracle,
@@ -33,8 +33,8 @@ from theory.examples import (
     resolve_exhaustive,
     row_blocks,
 )
-from theory.oracles import REJECT
-from theory.results import Quantity, bound, exact, proportion_estimate
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.results import Quantity, bound, exact, proportion_estimate
 
 __all__ = [
     "Margins",
@@ -108,7 +108,7 @@ def oracle_margin(
         Inputs searched for the nearest other class.
     exhaustive : bool, optional
         Whether ``candidates`` is the whole domain (default: detected for a
-        :class:`~theory.oracles.TableOracle`). Exact margins need it; otherwise each
+        :class:`~invariance_tradeoffs.theory.oracles.TableOracle`). Exact margins need it; otherwise each
         value is an upper bound on ``r_O(x)``.
 
     Returns
@@ -117,8 +117,8 @@ def oracle_margin(
 
     Examples
     --------
-    >>> from theory.oracles import TableOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import TableOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> pts = np.arange(5.0)[:, None]
     >>> O = TableOracle(pts, [0, 0, -1, 1, 1], n_classes=2)
     >>> m = oracle_margin(pts, O, LpDistance(1), pts)

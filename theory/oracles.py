@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from theory._validation import as_batch, as_labels, check_n_classes
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_n_classes
 
 __all__ = [
     "REJECT",

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from theory.distances import Distance
-from theory.examples import ExampleSearch, find_examples
-from theory.margins import check_weights
-from theory.results import Quantity, bound, exact, proportion_estimate
+from invariance_tradeoffs.theory.distances import Distance
+from invariance_tradeoffs.theory.examples import ExampleSearch, find_examples
+from invariance_tradeoffs.theory.margins import check_weights
+from invariance_tradeoffs.theory.results import Quantity, bound, exact, proportion_estimate
 
 __all__ = [
     "RobustnessReport",
@@ -204,8 +204,8 @@ real_robust_accuracy = _share_function(
     """
     Examples
     --------
-    >>> from theory.oracles import TableOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import TableOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> pts = np.arange(4.0)[:, None]
     >>> O = TableOracle(pts, [0, 0, 1, 1], n_classes=2)
     >>> zero = lambda X: np.zeros(len(X), dtype=int)

@@ -3,7 +3,7 @@
 Each function returns a (cached, immutable) :class:`ClosedForm`: a SymPy expression,
 the ordered symbols it is a function of, and a vectorised NumPy evaluation
 (``sympy.lambdify``, with ``erf`` from SciPy). The numeric families in
-:mod:`theory.toys` and these expressions are two independent routes to the same
+:mod:`invariance_tradeoffs.theory.toys` and these expressions are two independent routes to the same
 numbers; the tests check they agree, and agree with Monte Carlo, and
 ``proofs/checks_closed_forms.py`` re-derives several of them (Lagrange conditions,
 ``sympy.stats``, integration of densities).
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import sympy as sp
 
-from theory.distances import dual_exponent
+from invariance_tradeoffs.theory.distances import dual_exponent
 
 __all__ = [
     "ClosedForm",
@@ -140,7 +140,7 @@ def abs_normal_mixture_tail(k: int) -> ClosedForm:
 
 @cache
 def linear_gaussian_ceiling() -> ClosedForm:
-    """Ceiling ``P[|w.x + b| > eps ||w||_q]`` of :class:`~theory.toys.LinearGaussian`.
+    """Ceiling ``P[|w.x + b| > eps ||w||_q]`` of :class:`~invariance_tradeoffs.theory.toys.LinearGaussian`.
 
     Arguments ``(eps, m, sigma, prior, b, wu, w2, wq)`` with ``wu = w.u``,
     ``w2 = ||w||_2`` and ``wq = ||w||_q``: given the class, ``w.x + b`` is
@@ -196,7 +196,7 @@ def tsipras_bound() -> ClosedForm:
 
 @cache
 def tsipras_ceiling(norm: str) -> ClosedForm:
-    """Ceiling ``P[|w.x| > eps ||w||_q]`` of the Bayes oracle of :class:`~theory.toys.Tsipras`.
+    """Ceiling ``P[|w.x| > eps ||w||_q]`` of the Bayes oracle of :class:`~invariance_tradeoffs.theory.toys.Tsipras`.
 
     With ``L = log(p/(1-p))``, given ``y = +1`` and ``x_0 = +-1`` the score ``w.x`` is
     ``N(+-L + 2 eta^2 d, 4 eta^2 d)`` (``y = -1`` is its mirror image). Arguments
@@ -229,7 +229,7 @@ def family_ceiling(family: Any, norm: str) -> Callable[[np.ndarray], np.ndarray]
     ``spheres`` with two classes (l2), ``tsipras`` (l1, l2, linf). Raises ``ValueError``
     naming the family and norm otherwise.
     """
-    from theory.toys.linear_gaussian import dual_norm
+    from invariance_tradeoffs.theory.toys.linear_gaussian import dual_norm
 
     name = getattr(family, "name", type(family).__name__)
     if name == "overly-robust" and norm in ("l1", "l2", "linf"):

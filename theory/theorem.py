@@ -7,7 +7,7 @@
   robust at ``x``. :func:`tradeoff_lemma` returns the witness and the case.
 * **Perfect classifier => good distance.** For a classifier ``f`` and ``lam > 0``,
   ``d_f(x, x') = d(x, x') + lam [f(x) != f(x')]``
-  (:class:`~theory.distances.ClassifierInducedDistance`) is a metric when ``d`` is, and
+  (:class:`~invariance_tradeoffs.theory.distances.ClassifierInducedDistance`) is a metric when ``d`` is, and
   when ``f == O`` on every input that has a class, ``r_O(x) >= lam`` under ``d_f``: so
   ``(d_f, eps)`` is good for every ``eps < lam``. Check with :func:`check_good_at`.
 * **Good distance => perfect classifier.** If ``(d, eps)`` is good on a labelled region
@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from theory._validation import as_batch, as_labels, check_eps, check_same_length
-from theory.distances import ClassifierInducedDistance, Distance
-from theory.examples import (
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_same_length
+from invariance_tradeoffs.theory.distances import ClassifierInducedDistance, Distance
+from invariance_tradeoffs.theory.examples import (
     as_candidates,
     check_distance,
     check_oracle,
@@ -40,9 +40,9 @@ from theory.examples import (
     oracle_of,
     row_blocks,
 )
-from theory.margins import Margins, check_weights, oracle_margin
-from theory.oracles import REJECT
-from theory.results import Quantity, exact
+from invariance_tradeoffs.theory.margins import Margins, check_weights, oracle_margin
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.results import Quantity, exact
 
 __all__ = [
     "AxiomReport",
@@ -126,7 +126,7 @@ def check_metric_axioms(
 
     Examples
     --------
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> rng = np.random.default_rng(0)
     >>> X, Y, Z = rng.normal(size=(3, 50, 4))
     >>> check_metric_axioms(LpDistance(2), X, Y, Z).holds
@@ -169,7 +169,7 @@ def check_metric_axioms_exhaustive(
 
     Examples
     --------
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> pts = np.array([[0.0], [1.0], [3.0]])
     >>> check_metric_axioms_exhaustive(LpDistance(1), pts).holds
     True
@@ -270,7 +270,7 @@ def verify_lemma_case(
 
     For each row: the witness ``x'`` must have a class different from ``O(x)`` and lie
     within ``eps``; and the claimed case must be true -- ``"misclassified"``:
-    ``f(x) != O(x)``; ``"invariance"``: :func:`~theory.examples.is_invariance_example`;
+    ``f(x) != O(x)``; ``"invariance"``: :func:`~invariance_tradeoffs.theory.examples.is_invariance_example`;
     ``"not_robust"``: ``f(x') != f(x)``.
 
     Returns
@@ -333,8 +333,8 @@ def tradeoff_lemma(
 
     Examples
     --------
-    >>> from theory.oracles import TableOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import TableOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> pts = np.arange(4.0)[:, None]
     >>> O = TableOracle(pts, [0, 0, 1, 1], n_classes=2)
     >>> zero = lambda X: np.zeros(len(X), dtype=int)   # constant: robust at every radius
@@ -401,13 +401,13 @@ def check_good_at(
 ) -> GoodnessReport:
     """Check goodness of ``(distance, eps)`` on the region ``X`` by computing margins.
 
-    Use it with :class:`~theory.distances.ClassifierInducedDistance`: when ``f == O`` on
+    Use it with :class:`~invariance_tradeoffs.theory.distances.ClassifierInducedDistance`: when ``f == O`` on
     every input with a class, ``d_f`` is good at every ``eps < lam``.
 
     Examples
     --------
-    >>> from theory.oracles import TableOracle
-    >>> from theory.distances import LpDistance, ClassifierInducedDistance
+    >>> from invariance_tradeoffs.theory.oracles import TableOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance, ClassifierInducedDistance
     >>> pts = np.arange(4.0)[:, None]
     >>> O = TableOracle(pts, [0, 0, 1, 1], n_classes=2)
     >>> check_good_at(LpDistance(1), O, pts, pts, 1.0).holds
@@ -454,7 +454,7 @@ def covering_radius(X_region: Any, X_sample: Any, distance: Distance) -> Quantit
 
     Examples
     --------
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> covering_radius(np.arange(5.0)[:, None], [[0.0], [4.0]], LpDistance(1)).value
     2.0
     """
@@ -549,8 +549,8 @@ def check_nn_direction(
 
     Examples
     --------
-    >>> from theory.oracles import TableOracle
-    >>> from theory.distances import LpDistance
+    >>> from invariance_tradeoffs.theory.oracles import TableOracle
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
     >>> pts = np.arange(6.0)[:, None]
     >>> O = TableOracle(pts, [0, 0, 0, 1, 1, 1], n_classes=2)
     >>> rep = check_nn_direction(pts, O, pts[[1, 4]], LpDistance(1), 0.5)

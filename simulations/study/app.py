@@ -43,8 +43,8 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
-from simulations.study import pages, store
-from simulations.study.store import Refused
+from invariance_tradeoffs.simulations.study import pages, store
+from invariance_tradeoffs.simulations.study.store import Refused
 
 __all__ = ["MAX_BODY", "SECURITY_HEADERS", "StudyDB", "create_app", "serve"]
 
@@ -314,7 +314,7 @@ def create_app(path: str | Path, *, max_body: int = MAX_BODY):
         return conn
 
     async def admin_page(request: Request) -> Response:
-        from simulations.study.results import summarise
+        from invariance_tradeoffs.simulations.study.results import summarise
 
         def work() -> str:
             conn = admin_check(request)
@@ -336,8 +336,8 @@ def create_app(path: str | Path, *, max_body: int = MAX_BODY):
 
     @api
     async def admin_export(request: Request) -> Response:
-        from simulations.study.exports import counts_csv, responses_csv
-        from simulations.study.results import summarise
+        from invariance_tradeoffs.simulations.study.exports import counts_csv, responses_csv
+        from invariance_tradeoffs.simulations.study.results import summarise
 
         kind = request.path_params["kind"]
         if kind not in ("results.json", "responses.csv", "counts.csv"):

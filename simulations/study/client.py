@@ -146,7 +146,7 @@ class StudyClient:
 
 
 class ServerProcess:
-    """``tradeoffs study serve STUDY`` (as ``python -m simulations.study serve``) in a child
+    """``tradeoffs study serve STUDY`` (as ``python -m invariance_tradeoffs.simulations.study serve``) in a child
     process on ``host`` (a free port unless ``port`` is given); a context manager that
     stops it on exit.
 
@@ -172,12 +172,12 @@ class ServerProcess:
         self._lines.put(None)
 
     def start(self) -> ServerProcess:
-        import simulations
+        import invariance_tradeoffs.simulations
 
-        root = str(Path(simulations.__file__).resolve().parents[1])
+        root = str(Path(invariance_tradeoffs.simulations.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        cmd = [sys.executable, "-m", "simulations.study", "serve", str(self.study),
+        cmd = [sys.executable, "-m", "invariance_tradeoffs.simulations.study", "serve", str(self.study),
                "--host", self.host, "--port", str(self.port), *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, cwd=root)

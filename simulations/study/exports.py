@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from simulations.study.results import N_COLUMNS, StudyResults
-from simulations.study.store import (
+from invariance_tradeoffs.simulations.study.results import N_COLUMNS, StudyResults
+from invariance_tradeoffs.simulations.study.store import (
     ImportedAnswer,
     add_imported_answers,
     item_images,
     item_pngs,
 )
-from theory.oracles import REJECT
+from invariance_tradeoffs.theory.oracles import REJECT
 
 __all__ = [
     "LABELSTUDIO_CONFIG",
@@ -116,7 +116,7 @@ def export_release(conn: sqlite3.Connection, res: StudyResults, folder: str | os
         Write the labelled examples when some have no label from a kept participant
         (default: refuse, naming how many).
     """
-    from simulations.study.design import check_set_name
+    from invariance_tradeoffs.simulations.study.design import check_set_name
 
     name = check_set_name(name or res.data.meta.get("release_name") or "study", "--name")
     lab = res.majority.labelled

@@ -5,14 +5,14 @@ exclusion rule (:class:`ExclusionRule`) has removed the participants who failed 
 attention checks:
 
 - the **counts matrix** (CIFAR-10H style): one row per example, columns ``0..9`` and a
-  last column for :data:`theory.oracles.REJECT` ("not a digit / can't tell");
+  last column for :data:`invariance_tradeoffs.theory.oracles.REJECT` ("not a digit / can't tell");
 - the **majority label** of each example: the label with the most votes; on a tie, the
   source label when it is among the tied labels (a change of label is only claimed
   with a strict majority), else REJECT (the participants agree on no class);
 - per example, the share of REJECT answers and the share agreeing with the source label;
 - the **label-change rate** (majority label differs from the source's MNIST label, REJECT
   counting as a change, as in the paper) with a Clopper-Pearson interval
-  (:func:`theory.results.proportion_estimate`); likewise the rate at which the majority
+  (:func:`invariance_tradeoffs.theory.results.proportion_estimate`); likewise the rate at which the majority
   is the attack's target, and the agreement with the published human labels;
 - **Fleiss' kappa** (:func:`statsmodels.stats.inter_rater.fleiss_kappa`) over the examples
   that have the most common number of labels (Fleiss' kappa needs the same number of
@@ -27,10 +27,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from simulations.study.store import NO_REFERENCE, StudyData
-from theory._validation import as_labels
-from theory.oracles import REJECT
-from theory.results import Quantity, proportion_estimate
+from invariance_tradeoffs.simulations.study.store import NO_REFERENCE, StudyData
+from invariance_tradeoffs.theory.validation import as_labels
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
 
 __all__ = [
     "N_COLUMNS",

@@ -21,7 +21,7 @@ Tables
     per-assignment ``nonce`` that the participant's answer must quote.
 ``responses``
     At most one answer per assignment (the primary key), a label in 0..9 or
-    :data:`theory.oracles.REJECT`.
+    :data:`invariance_tradeoffs.theory.oracles.REJECT`.
 ``admin``
     The hash of the admin token.
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from theory.oracles import REJECT
+from invariance_tradeoffs.theory.oracles import REJECT
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -164,7 +164,7 @@ def connect(path: str | os.PathLike) -> sqlite3.Connection:
     Parameters
     ----------
     path : path
-        The study file written by :func:`simulations.study.design.create_study`.
+        The study file written by :func:`invariance_tradeoffs.simulations.study.design.create_study`.
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """Toy distributions with exact oracles, margins, good radii and ceilings.
 
-Every family implements :class:`~theory.toys.base.ToyFamily`. :data:`FAMILIES` maps a
+Every family implements :class:`~invariance_tradeoffs.theory.toys.base.ToyFamily`. :data:`FAMILIES` maps a
 family name (as used by ``tradeoffs theory --family NAME``) to a factory whose keyword
 arguments are the family's parameters, all with defaults; :func:`get_family` builds one.
 
@@ -18,13 +18,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 
-from theory.toys.base import ToyFamily
-from theory.toys.finite import FiniteDomain, RobustOptimal, binary_images
-from theory.toys.glyphs import GlyphDigits
-from theory.toys.linear_gaussian import LinearGaussian, linear_margin
-from theory.toys.overly_robust import OverlyRobustFeature
-from theory.toys.spheres import ConcentricSpheres
-from theory.toys.tsipras import Tsipras, TsiprasCheck, tsipras_bound
+from invariance_tradeoffs.theory.toys.base import ToyFamily
+from invariance_tradeoffs.theory.toys.finite import FiniteDomain, RobustOptimal, binary_images
+from invariance_tradeoffs.theory.toys.glyphs import GlyphDigits
+from invariance_tradeoffs.theory.toys.linear_gaussian import LinearGaussian, linear_margin
+from invariance_tradeoffs.theory.toys.overly_robust import OverlyRobustFeature
+from invariance_tradeoffs.theory.toys.spheres import ConcentricSpheres
+from invariance_tradeoffs.theory.toys.tsipras import Tsipras, TsiprasCheck, tsipras_bound
 
 __all__ = [
     "ToyFamily",

@@ -1,7 +1,7 @@
 """Shared machinery of the toy families: parameter checks, norm names, a common base.
 
 Every family derives from :class:`ToyBase`, which implements the validating parts of
-:class:`~theory.toys.base.ToyFamily` (batch and norm checks, seeding, the Monte Carlo
+:class:`~invariance_tradeoffs.theory.toys.base.ToyFamily` (batch and norm checks, seeding, the Monte Carlo
 ceiling estimate) and leaves the mathematics to ``_draw``, ``_oracle``, ``_margin``,
 ``_good_radius`` and ``_ceiling``.
 """
@@ -16,11 +16,11 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from theory._validation import as_batch, check_eps
-from theory.distances import get_distance
-from theory.oracles import oracle_labels
-from theory.results import Quantity
-from theory.toys.base import ToyFamily
+from invariance_tradeoffs.theory.validation import as_batch, check_eps
+from invariance_tradeoffs.theory.distances import get_distance
+from invariance_tradeoffs.theory.oracles import oracle_labels
+from invariance_tradeoffs.theory.results import Quantity
+from invariance_tradeoffs.theory.toys.base import ToyFamily
 
 __all__ = [
     "ToyBase",
@@ -210,7 +210,7 @@ class ToyBase(ToyFamily):
         return oracle_labels(self._oracle(X), n_classes=self.n_classes, n=X.shape[0])
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        """The family is itself an oracle (``n_classes`` + call), see :mod:`theory.oracles`."""
+        """The family is itself an oracle (``n_classes`` + call), see :mod:`invariance_tradeoffs.theory.oracles`."""
         return self.oracle(X)
 
     def margin(self, X: np.ndarray, norm: str) -> np.ndarray:
@@ -236,7 +236,7 @@ class ToyBase(ToyFamily):
         Uses the exact margins of ``n`` seeded samples, so it is available for every
         norm in ``norms`` (also those without a closed-form ceiling).
         """
-        from theory.margins import ceiling_from_margins
+        from invariance_tradeoffs.theory.margins import ceiling_from_margins
 
         eps = check_eps(eps)
         X, _ = self.sample(n, seed)

@@ -11,7 +11,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from theory.results import Quantity
+from invariance_tradeoffs.theory.results import Quantity
 
 __all__ = ["ToyFamily"]
 
@@ -26,7 +26,7 @@ class ToyFamily(ABC):
     name: str = "toy"
     n_features: int
     n_classes: int
-    #: Norm names (see :data:`theory.distances.NORM_NAMES`) with exact margins.
+    #: Norm names (see :data:`invariance_tradeoffs.theory.distances.NORM_NAMES`) with exact margins.
     norms: tuple[str, ...] = ()
 
     @abstractmethod
@@ -62,8 +62,8 @@ class ToyFamily(ABC):
 
     def ceiling(self, eps: float, norm: str) -> Quantity:
         """P_D[r_O(x) > eps] at one radius, as an exact :class:`Quantity`."""
-        from theory._validation import check_eps
-        from theory.results import exact
+        from invariance_tradeoffs.theory.validation import check_eps
+        from invariance_tradeoffs.theory.results import exact
 
         eps = check_eps(eps)
         value = float(self.ceiling_curve(np.array([eps]), norm)[0])

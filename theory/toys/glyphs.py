@@ -44,9 +44,9 @@ import math
 
 import numpy as np
 
-from theory.oracles import REJECT
-from theory.results import Quantity, exact
-from theory.toys._common import ToyBase, check_int, check_real, water_level
+from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.results import Quantity, exact
+from invariance_tradeoffs.theory.toys._common import ToyBase, check_int, check_real, water_level
 
 __all__ = ["GlyphDigits", "DIGIT_SEGMENTS", "SEGMENTS", "segment_masks", "decode_segments"]
 

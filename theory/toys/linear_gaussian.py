@@ -17,10 +17,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from theory._validation import as_batch
-from theory.distances import dual_exponent
-from theory.results import Quantity, exact
-from theory.toys._common import (
+from invariance_tradeoffs.theory.validation import as_batch
+from invariance_tradeoffs.theory.distances import dual_exponent
+from invariance_tradeoffs.theory.results import Quantity, exact
+from invariance_tradeoffs.theory.toys._common import (
     ToyBase,
     abs_normal_mixture_tail,
     canonical_norm,

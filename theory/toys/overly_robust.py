@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from theory.results import Quantity, exact
-from theory.toys._common import ToyBase, check_real
+from invariance_tradeoffs.theory.results import Quantity, exact
+from invariance_tradeoffs.theory.toys._common import ToyBase, check_real
 
 __all__ = ["OverlyRobustFeature"]
 
@@ -104,7 +104,7 @@ class OverlyRobustFeature(ToyBase):
         It agrees with the oracle on all of D and keeps its label within lp distance
         ``c`` of every sample, i.e. far beyond the good radius ``a``.
         """
-        from theory.oracles import FunctionOracle
+        from invariance_tradeoffs.theory.oracles import FunctionOracle
 
         return FunctionOracle(lambda X: (X[:, 1] > 0).astype(np.int64), n_classes=2,
                               n_features=2, name="x2-classifier")

@@ -25,8 +25,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from theory.results import Quantity, exact
-from theory.toys._common import ToyBase, check_int, check_probabilities, water_level
+from invariance_tradeoffs.theory.results import Quantity, exact
+from invariance_tradeoffs.theory.toys._common import ToyBase, check_int, check_probabilities, water_level
 
 __all__ = ["ConcentricSpheres", "lp_distance_to_ball", "lp_distance_to_exterior"]
 

@@ -9,7 +9,7 @@ Oracle: the Bayes rule. Its log-likelihood ratio is linear,
 ``log P(x | +1) / P(x | -1) = log(p / (1 - p)) x_0 + 2 eta sum_i x_i``, so
 ``O(x) = [w.x > 0]`` with ``w = (log(p/(1-p)), 2 eta, ..., 2 eta)`` extended to all of
 R^(d+1), and the margins are linear-oracle margins
-(:func:`theory.toys.linear_gaussian.linear_margin`).
+(:func:`invariance_tradeoffs.theory.toys.linear_gaussian.linear_margin`).
 
 Their Theorem 2.1: any classifier with standard accuracy ``>= 1 - delta`` (against the
 generative label ``y``) has l-inf robust accuracy at most ``p / (1 - p) * delta`` against
@@ -26,8 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-from theory.results import Quantity, bound, exact
-from theory.toys._common import (
+from invariance_tradeoffs.theory.results import Quantity, bound, exact
+from invariance_tradeoffs.theory.toys._common import (
     ToyBase,
     abs_normal_mixture_tail,
     check_int,
@@ -35,7 +35,7 @@ from theory.toys._common import (
     check_seed,
     check_vector,
 )
-from theory.toys.linear_gaussian import dual_norm, linear_margin, linear_oracle_labels
+from invariance_tradeoffs.theory.toys.linear_gaussian import dual_norm, linear_margin, linear_oracle_labels
 
 __all__ = ["Tsipras", "TsiprasCheck", "tsipras_bound"]
 

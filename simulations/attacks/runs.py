@@ -1,0 +1,365 @@
+"""Batch runs of an invariance attack over MNIST test images: incremental, resumable.
+
+Every attack (l-inf, l0, ...) produces one :class:`AttackRun` per run, saved as one
+``.npz`` holding
+
+``sources`` (n, 28, 28) float64 in [0, 1], ``source_indices`` (n,) int64 (MNIST test),
+``source_labels`` (n,) int64, ``examples`` (n, 28, 28) float64 in [0, 1],
+``targets`` (n,) int64 (target class; REJECT = -1 when none), ``distortion`` (n,)
+float64 (in the attack's norm), ``params`` (JSON string, a 0-d unicode array), plus any
+attack-specific extras (e.g. ``neighbours``) under their own names,
+
+and a PNG grid (source / example / target neighbour) beside it (see
+:mod:`invariance_tradeoffs.simulations.plotting`). All arrays load with ``allow_pickle=False``.
+
+:func:`run_attack` drives an attack over source indices in batches, writes each batch
+to ``<out>/<name>.parts/`` as soon as it is done (atomically), shows a tqdm progress
+bar, and on restart skips the sources already finished, provided the parameters match.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "CORE_KEYS",
+    "AttackRun",
+    "load_run",
+    "parse_indices",
+    "run_attack",
+    "save_run",
+]
+
+#: Arrays every run holds (besides ``params``).
+CORE_KEYS: tuple[str, ...] = (
+    "sources",
+    "source_indices",
+    "source_labels",
+    "examples",
+    "targets",
+    "distortion",
+)
+
+#: An attack maps a batch of MNIST test indices to arrays keyed like :data:`CORE_KEYS`
+#: (``source_indices`` may be omitted) plus optional extras, one row per index.
+AttackFn = Callable[[np.ndarray], dict[str, np.ndarray]]
+
+
+@dataclass
+class AttackRun:
+    """The result of one attack run (see the module docstring for the layout)."""
+
+    sources: np.ndarray
+    source_indices: np.ndarray
+    source_labels: np.ndarray
+    examples: np.ndarray
+    targets: np.ndarray
+    distortion: np.ndarray
+    params: dict
+    extras: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        n = len(self.source_indices)
+        for key in CORE_KEYS:
+            if len(getattr(self, key)) != n:
+                raise ValueError(
+                    f"run array {key!r} has {len(getattr(self, key))} rows, expected {n}"
+                )
+        for key, arr in self.extras.items():
+            if len(arr) != n:
+                raise ValueError(f"run extra {key!r} has {len(arr)} rows, expected {n}")
+
+    @property
+    def n(self) -> int:
+        """Number of sources in the run."""
+        return len(self.source_indices)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """All arrays (core then extras), keyed by name."""
+        return {**{k: getattr(self, k) for k in CORE_KEYS}, **self.extras}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray], params: dict) -> AttackRun:
+        missing = [k for k in CORE_KEYS if k not in arrays]
+        if missing:
+            raise ValueError(f"run is missing arrays {missing}")
+        extras = {k: v for k, v in arrays.items() if k not in CORE_KEYS and k != "params"}
+        return cls(**{k: arrays[k] for k in CORE_KEYS}, params=params, extras=extras)
+
+
+def _json_default(obj: object) -> object:
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"parameter value {obj!r} is not JSON serialisable")
+
+
+def params_json(params: dict) -> str:
+    """Canonical JSON text of a parameter dict (sorted keys)."""
+    return json.dumps(params, sort_keys=True, default=_json_default)
+
+
+def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary files
+        with os.fdopen(fd, "wb") as fh:
+            np.savez_compressed(fh, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_run(path: str | os.PathLike, run: AttackRun) -> Path:
+    """Write ``run`` to the ``.npz`` file ``path`` atomically; return the path."""
+    path = Path(path)
+    _atomic_savez(path, {**run.arrays(), "params": np.array(params_json(run.params))})
+    return path
+
+
+def _read_npz(path: Path, *, with_params: bool = True) -> tuple[dict[str, np.ndarray], dict]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except (ValueError, OSError, EOFError) as exc:
+        raise ValueError(f"cannot read run file {path}: {exc}") from exc
+    if not with_params:
+        return arrays, {}
+    if "params" not in arrays:
+        raise ValueError(f"run file {path} has no 'params' entry")
+    params = json.loads(str(arrays.pop("params")))
+    return arrays, params
+
+
+def load_run(path: str | os.PathLike) -> AttackRun:
+    """Read a run written by :func:`save_run` (``allow_pickle=False``)."""
+    arrays, params = _read_npz(Path(path))
+    try:
+        return AttackRun.from_arrays(arrays, params)
+    except ValueError as exc:
+        raise ValueError(f"run file {path}: {exc}") from exc
+
+
+def parse_indices(
+    spec: str,
+    *,
+    n_test: int = 10000,
+    seed: int | None = None,
+    published: Callable[[], np.ndarray] | None = None,
+) -> np.ndarray:
+    """Turn an ``--indices`` value into MNIST test indices.
+
+    Parameters
+    ----------
+    spec : str
+        ``"published"`` (the 100 indices of the authors' automated sets), ``"A:B"``
+        (``range(A, B)``), ``"random:N"`` (N distinct indices drawn with ``seed``) or a
+        comma-separated list ``"3,17,42"``.
+    n_test : int
+        Size of the MNIST test set.
+    seed : int, optional
+        Seed for ``random:N`` (required there).
+    published : callable, optional
+        Returns the published indices (required for ``"published"``).
+
+    Raises
+    ------
+    ValueError
+        Unknown syntax, indices outside ``0..n_test-1``, duplicates, or an empty set.
+    """
+    spec = str(spec).strip()
+    if spec == "published":
+        if published is None:
+            raise ValueError("--indices published needs the published examples directory")
+        idx = np.asarray(published(), dtype=np.int64)
+    elif spec.startswith("random:"):
+        count = spec.split(":", 1)[1]
+        if not count.isdigit() or int(count) == 0:
+            raise ValueError(f"--indices random:N needs a positive integer N, got {spec!r}")
+        if seed is None:
+            raise ValueError("--indices random:N needs --seed")
+        if int(count) > n_test:
+            raise ValueError(f"--indices {spec}: only {n_test} test images")
+        rng = np.random.default_rng(seed)
+        idx = np.sort(rng.choice(n_test, size=int(count), replace=False)).astype(np.int64)
+    elif ":" in spec:
+        start, _, stop = spec.partition(":")
+        try:
+            idx = np.arange(int(start or 0), int(stop if stop else n_test), dtype=np.int64)
+        except ValueError:
+            raise ValueError(f"--indices range must be A:B with integers, got {spec!r}") from None
+    else:
+        try:
+            idx = np.array([int(s) for s in spec.split(",") if s.strip()], dtype=np.int64)
+        except ValueError:
+            raise ValueError(
+                f"unknown --indices {spec!r}: use 'published', 'A:B', 'random:N' or 'i,j,k'"
+            ) from None
+    if idx.size == 0:
+        raise ValueError(f"--indices {spec!r} selects no test image")
+    bad = idx[(idx < 0) | (idx >= n_test)]
+    if bad.size:
+        raise ValueError(
+            f"--indices {spec!r}: test indices outside 0..{n_test - 1}: {bad[:5].tolist()}"
+        )
+    if np.unique(idx).size != idx.size:
+        raise ValueError(f"--indices {spec!r} repeats test indices")
+    return idx
+
+
+def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray]]:
+    """Finished sources in ``parts_dir`` (test index -> row arrays), after a params check."""
+    meta = parts_dir / "params.json"
+    if not meta.is_file():
+        return {}
+    if meta.read_text() != params_json(params):
+        raise ValueError(
+            f"{parts_dir} holds a partial run with different parameters; "
+            "delete it or choose another --out to start afresh"
+        )
+    rows: dict[int, dict[str, np.ndarray]] = {}
+    for part in sorted(parts_dir.glob("part-*.npz")):
+        arrays, _ = _read_npz(part, with_params=False)
+        for i, src in enumerate(arrays["source_indices"]):
+            rows[int(src)] = {k: v[i] for k, v in arrays.items()}
+    return rows
+
+
+def run_attack(
+    attack: AttackFn,
+    indices: Sequence[int] | np.ndarray,
+    out_dir: str | os.PathLike,
+    name: str,
+    params: dict,
+    *,
+    batch_size: int = 25,
+    progress: bool = True,
+    grid: bool = True,
+) -> tuple[AttackRun, Path]:
+    """Run ``attack`` over MNIST test ``indices`` in batches, resumably.
+
+    Parameters
+    ----------
+    attack : callable
+        ``attack(batch_indices) -> dict`` of arrays with one row per index, holding at
+        least ``sources, source_labels, examples, targets, distortion``.
+    indices : sequence of int
+        MNIST test indices, distinct (see :func:`parse_indices`).
+    out_dir : path
+        Output folder; the run is ``<out_dir>/<name>.npz`` (+ ``.png``).
+    name : str
+        File stem of the run, e.g. ``"linf_eps0.3"``.
+    params : dict
+        JSON-serialisable parameters; a resumed run must have identical ones.
+    batch_size : int
+        Sources per batch (one part file per batch).
+    progress : bool
+        Show a tqdm progress bar.
+    grid : bool
+        Also write the PNG grid.
+
+    Returns
+    -------
+    run : AttackRun
+    path : Path
+        The final ``.npz``.
+    """
+    from tqdm.auto import tqdm
+
+
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if not name or "/" in name or name.startswith("."):
+        raise ValueError(f"name must be a plain file stem, got {name!r}")
+    indices = np.asarray(indices, dtype=np.int64)
+    if indices.ndim != 1 or indices.size == 0 or np.unique(indices).size != indices.size:
+        raise ValueError("indices must be a non-empty 1-D sequence of distinct test indices")
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a directory")
+    final = out_dir / f"{name}.npz"
+    parts_dir = out_dir / f"{name}.parts"
+    text = params_json(params)  # fails early on unserialisable parameters
+    if final.is_file():
+        done = load_run(final)
+        if params_json(done.params) == text and np.array_equal(done.source_indices, indices):
+            if grid and not final.with_suffix(".png").is_file():
+                save_run_grid(done, final.with_suffix(".png"))
+            return done, final
+        raise ValueError(
+            f"{final} already holds a run with other parameters or indices; "
+            "delete it or choose another --out"
+        )
+    rows = _load_parts(parts_dir, params)
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    (parts_dir / "params.json").write_text(text)
+    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
+    next_part = len(list(parts_dir.glob("part-*.npz")))
+    with tqdm(
+        total=len(indices),
+        initial=len(indices) - len(todo),
+        disable=not progress,
+        desc=name,
+        unit="src",
+    ) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            arrays = dict(attack(batch))
+            arrays["source_indices"] = batch
+            missing = [k for k in CORE_KEYS if k not in arrays]
+            if missing:
+                raise ValueError(f"attack returned no {missing}")
+            _atomic_savez(parts_dir / f"part-{next_part:05d}.npz", arrays)
+            next_part += 1
+            for i, src in enumerate(batch):
+                rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
+            bar.update(len(batch))
+    keys = list(rows[int(indices[0])])
+    stacked = {k: np.stack([rows[int(i)][k] for i in indices]) for k in keys}
+    run = AttackRun.from_arrays(stacked, params)
+    save_run(final, run)
+    if grid:
+        save_run_grid(run, final.with_suffix(".png"))
+    shutil.rmtree(parts_dir)
+    return run, final
+
+
+def save_run_grid(run: AttackRun, path: str | os.PathLike, *, max_rows: int = 10) -> Path:
+    """Grid of the first ``max_rows`` sources of an :class:`~invariance_tradeoffs.simulations.attacks.runs.AttackRun`.
+
+    Columns: source, invariance example and, when the run has it, the aligned target
+    neighbour (``extras["neighbours"]``). Rows are labelled ``#index y->target``.
+    """
+    k = min(max_rows, run.n)
+    cols = [("source", run.sources[:k]), ("example", run.examples[:k])]
+    if "neighbours" in run.extras:
+        cols.append(("target neighbour", run.extras["neighbours"][:k]))
+    labels = [
+        f"#{int(i)} {int(y)}->{int(t)}\nd={d:.3g}"
+        for i, y, t, d in zip(
+            run.source_indices[:k],
+            run.source_labels[:k],
+            run.targets[:k],
+            run.distortion[:k],
+            strict=True,
+        )
+    ]
+    params = run.params if isinstance(run.params, dict) else {}
+    title = " ".join(f"{k}={params[k]}" for k in ("attack", "eps") if k in params)
+    from invariance_tradeoffs.simulations.plotting import save_grid
+
+    return save_grid(path, cols, row_labels=labels, title=title or None)
+

@@ -1,0 +1,457 @@
+"""``tradeoffs mnist ...``: MNIST data, the published examples and the invariance attacks.
+
+Commands::
+
+    tradeoffs mnist download [--data-dir DIR]
+    tradeoffs mnist published [--published-dir DIR] [--data-dir DIR]
+    tradeoffs mnist reproduce-linf [--eps 0.3 0.4] [--align] [--n-jobs N]
+    tradeoffs mnist attack linf --eps 0.3 --indices published --out DIR
+    tradeoffs mnist attack l0 ...          (when simulations/mnist/l0_attack.py exists)
+
+Attack subcommands share :func:`add_data_args`, :func:`add_run_args` and
+:func:`run_command`: another attack registers itself by exposing
+``add_l0_parser(attack_subparsers)`` (or, generally, the function named in
+:data:`ATTACK_MODULES`) that builds its parser with these helpers and sets
+``func=handler``; the handler calls :func:`run_command`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+from collections.abc import Callable
+
+import numpy as np
+
+__all__ = [
+    "ATTACK_MODULES",
+    "add_data_args",
+    "add_parser",
+    "add_run_args",
+    "resolve_indices",
+    "run_command",
+]
+
+#: Optional attack modules: (module, function adding its parser to ``attack``'s subparsers).
+ATTACK_MODULES: list[tuple[str, str]] = [
+    ("invariance_tradeoffs.simulations.attacks.l0.attack", "add_l0_parser"),
+]
+
+
+def add_data_args(parser: argparse.ArgumentParser, *, published: bool = True) -> None:
+    """``--data-dir`` (and ``--published-dir``), falling back to the env var and cache."""
+    parser.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        default=None,
+        help="folder holding mnist/ (or the IDX files); default: $INVARIANCE_TRADEOFFS_DATA, "
+        "then the per-user cache directory",
+    )
+    if published:
+        parser.add_argument(
+            "--published-dir",
+            metavar="DIR",
+            default=None,
+            help="folder holding the authors' released examples (excessive-invariance/); "
+            "default: $INVARIANCE_TRADEOFFS_DATA, then the per-user cache directory",
+        )
+
+
+def add_run_args(parser: argparse.ArgumentParser) -> None:
+    """Options shared by every batch attack run (indices, output, batching, progress)."""
+    parser.add_argument(
+        "--indices",
+        default="published",
+        help="MNIST test images to attack: 'published' (the authors' 100), 'A:B', "
+        "'random:N' (with --seed) or 'i,j,k' (default: published)",
+    )
+    parser.add_argument("--seed", type=int, default=None, help="seed for --indices random:N")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    parser.add_argument(
+        "--batch-size", type=int, default=25, help="sources per saved batch (default: 25)"
+    )
+    parser.add_argument(
+        "--n-jobs", type=int, default=1, help="parallel workers (joblib; default: 1)"
+    )
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def resolve_indices(args: argparse.Namespace) -> np.ndarray:
+    """The MNIST test indices selected by ``--indices`` (and ``--seed``), validated."""
+    from invariance_tradeoffs.simulations.data.published import published_indices
+    from invariance_tradeoffs.simulations.attacks.runs import parse_indices
+
+    return parse_indices(
+        args.indices,
+        seed=args.seed,
+        published=lambda: published_indices(getattr(args, "published_dir", None)),
+    )
+
+
+def run_command(
+    args: argparse.Namespace,
+    name: str,
+    params: dict,
+    attack: Callable[[np.ndarray], dict[str, np.ndarray]],
+    *,
+    indices: np.ndarray | None = None,
+) -> int:
+    """Run ``attack`` over ``args.indices`` with the shared runner; print a summary.
+
+    ``attack(batch_indices)`` returns the per-source arrays (see
+    :func:`invariance_tradeoffs.simulations.attacks.runs.run_attack`). Pass ``indices`` when already
+    resolved with :func:`resolve_indices` (e.g. to fail fast before loading data).
+    """
+    from invariance_tradeoffs.simulations.attacks.runs import run_attack
+
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if indices is None:
+        indices = resolve_indices(args)
+    run, path = run_attack(
+        attack,
+        indices,
+        args.out,
+        name,
+        {**params, "indices": args.indices, "seed": args.seed},
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    changed = np.bincount(run.targets[run.targets >= 0], minlength=10)
+    print(f"{run.n} invariance examples -> {path} (grid: {path.with_suffix('.png')})")
+    found = np.isfinite(run.distortion)  # NaN marks a source with no example (l0 attack)
+    spread = (f"mean {run.distortion[found].mean():.4g}, max {run.distortion[found].max():.4g}"
+              if found.any() else "no example found")
+    print(
+        f"distortion over the {int(found.sum())} examples found: {spread}; "
+        f"target classes: {dict(enumerate(changed.tolist()))}"
+    )
+    return 0
+
+
+def _cmd_download(args: argparse.Namespace) -> int:
+    from invariance_tradeoffs.simulations.data.mnist import download_mnist
+    from invariance_tradeoffs.simulations.data.release import CITATION, LICENCE, RELEASE_FILES, fetch_release
+
+    progress = not args.no_progress
+    folder = download_mnist(args.data_dir, url=args.mnist_url, progress=progress)
+    print(f"MNIST: 4 files verified (MD5 of the IDX content) in {folder}")
+    report = fetch_release(args.data_dir, url=args.release_url, download=True,
+                           progress=progress)
+    print(f"authors' release: {len(report.present) + len(report.fetched)} of "
+          f"{len(RELEASE_FILES)} files verified (SHA256) in {report.folder} "
+          f"({len(report.fetched)} downloaded now)")
+    for relpath, why in report.failed.items():
+        print(f"  missing {relpath}: {why}")
+    print()
+    print(LICENCE)
+    print("MNIST: Yann LeCun, Corinna Cortes and Christopher J.C. Burges, CC BY-SA 3.0.")
+    print("Please cite:")
+    print(CITATION)
+    return 0 if report.ok else 1
+
+
+def _cmd_published(args: argparse.Namespace) -> int:
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
+
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
+    print(f"release folder: {sets.folder} (from the {sets.origin})")
+    print(
+        f"{'set':24s} {'n':>4s} {'norm':>5s} {'radius':>6s} {'human changed':>14s} "
+        f"{'max dist':>9s} {'violations':>10s}"
+    )
+    for name, s in sets.items():
+        radius = "-" if s.radius is None else f"{s.radius:g}"
+        print(
+            f"{name:24s} {s.n:4d} {s.norm or '?':>5s} {radius:>6s} "
+            f"{s.human_changed.mean():14.2%} {s.distortion.max():9.4g} {len(s.violations):10d}"
+        )
+    for name, why in sets.missing.items():
+        print(f"{name:24s} MISSING: {why}")
+    return 0
+
+
+def _cmd_linf(args: argparse.Namespace) -> int:
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.attacks.linf import (
+        DEFAULT_TARGETS,
+        LinfInvarianceAttack,
+        check_radius,
+    )
+
+    eps = check_radius(args.eps)
+    if args.n_jobs == 0:
+        raise ValueError("--n-jobs must not be 0")
+    if args.batch_size < 1:
+        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
+    indices = resolve_indices(args)  # fail fast, before loading data
+    train = load_mnist("train", args.data_dir)
+    test = load_mnist("test", args.data_dir)
+    attack = LinfInvarianceAttack(train.images, train.labels, eps=eps, n_jobs=args.n_jobs)
+    params = {
+        "attack": "linf",
+        "eps": eps,
+        "targets": {str(k): list(v) for k, v in DEFAULT_TARGETS.items()},
+        "selection": "least_ink",
+        "training_set": "all 60000 MNIST training images",
+    }
+
+    def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
+        return attack.run(test.images[idx], test.labels[idx]).as_arrays()
+
+    return run_command(args, f"linf_eps{eps:g}", params, batch, indices=indices)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    import time
+
+    from invariance_tradeoffs.simulations.attacks.alignment import NeighbourIndex, align_neighbours
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.attacks.linf import (
+        check_radius,
+        compare_with_published,
+        examples_from_neighbours,
+        project_linf,
+    )
+    from invariance_tradeoffs.simulations.data.published import (
+        load_npy,
+        load_published_examples,
+        published_indices,
+        published_neighbours,
+    )
+
+    radii = [check_radius(e) for e in args.eps]
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
+    test = load_mnist("test", args.data_dir)
+    idx = published_indices(args.published_dir)
+    nns, classes, grids = published_neighbours(args.published_dir)
+    sources, labels = test.images[idx], test.labels[idx]
+    origin = "published all_nns.npy"
+    if args.align:
+        train = load_mnist("train", args.data_dir)
+        start = time.perf_counter()
+        ours = align_neighbours(
+            sources, labels, index=NeighbourIndex(train.images, train.labels), n_jobs=args.n_jobs
+        )
+        took = time.perf_counter() - start
+        same = int(np.all(ours.neighbours == nns, axis=(2, 3)).sum())
+        same_t = int(np.all(ours.transforms == grids, axis=2).sum())
+        print(
+            f"step 1 on {len(idx)} sources ({took:.1f} s, n_jobs={args.n_jobs}): aligned "
+            f"neighbours identical to all_nns.npy: {same} of {nns.shape[0] * nns.shape[1]}; "
+            f"transforms identical to all_grids_nns.npy: {same_t}"
+        )
+        nns, classes, origin = ours.neighbours, ours.classes, "step 1 (this run)"
+    print(f"steps 2-3 from the aligned neighbours of {origin}:")
+    for eps in radii:
+        res = examples_from_neighbours(sources, labels, nns, classes, eps)
+        match = [
+            s for s in sets.values()
+            if s.name.startswith("linf/automated") and s.radius is not None
+            and abs(s.radius - eps) < 1e-9
+        ]  # fmt: skip
+        if not match:
+            print(f"  eps={eps:g}: no published automated set at this radius")
+            continue
+        pset = match[0]
+        cands = project_linf(res.sources[:, None], nns / 255.0, eps)
+        rep = compare_with_published(
+            res.examples,
+            load_npy(pset.files[0]),
+            targets=res.targets,
+            candidates=cands,
+            candidate_classes=classes,
+        )
+        print(
+            f"  eps={eps:g} vs {pset.name}: identical {rep['identical']:.0f}/{rep['n']:.0f}; "
+            f"pixels differing {rep['pixels_differing']:.2%}; mean |diff| "
+            f"{rep['mean_abs_diff']:.3f} grey levels (max {rep['max_abs_diff']:.0f}); "
+            f"same (inferred) target {rep['same_target']:.0f}/{rep['n']:.0f}"
+        )
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "mnist",
+        help="MNIST data, the published invariance examples and the invariance attacks",
+        description="MNIST data, the authors' published invariance examples and the "
+        "model-free invariance attacks (Tramer et al., ICML 2020).",
+    )
+    parser.set_defaults(_parser=parser)
+    sub = parser.add_subparsers(dest="mnist_command", metavar="SUBCOMMAND")
+
+    p = sub.add_parser(
+        "download",
+        help="download and verify MNIST and the authors' release (examples, human labels, "
+        "aligned neighbours)",
+        description="Fetch what is missing of MNIST (verified by the MD5 of the IDX "
+        "content) and of the authors' release ftramer/Excessive-Invariance at a pinned "
+        "commit (verified by SHA256), into --data-dir or $INVARIANCE_TRADEOFFS_DATA or the "
+        "per-user cache; print where they are, the licence and the citation. Exit 1 when "
+        "a file could not be fetched.",
+    )
+    add_data_args(p, published=False)
+    p.add_argument("--mnist-url", metavar="URL", default=None,
+                   help="MNIST mirror to use (default: $INVARIANCE_TRADEOFFS_MNIST_URL, then "
+                   "the public mirrors)")
+    p.add_argument("--release-url", metavar="URL", default=None,
+                   help="base URL of the release (default: $INVARIANCE_TRADEOFFS_RELEASE_URL, "
+                   "then raw.githubusercontent.com at the pinned commit)")
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("published", help="summarise the authors' released invariance examples")
+    add_data_args(p)
+    p.set_defaults(func=_cmd_published)
+
+    p = sub.add_parser(
+        "reproduce-linf",
+        help="compare the l-inf attack with the authors' released examples",
+        description="Run steps 2-3 of the l-inf attack on the published aligned neighbours "
+        "(or, with --align, on this package's step 1 over the 100 published sources) and "
+        "compare with the released automated examples at each radius.",
+    )
+    p.add_argument("--eps", type=float, nargs="+", default=[0.3, 0.4], help="radii")
+    p.add_argument("--align", action="store_true", help="also run step 1 (about a minute)")
+    p.add_argument("--n-jobs", type=int, default=1, help="joblib workers for step 1")
+    add_data_args(p)
+    p.set_defaults(func=_cmd_reproduce)
+
+    attack = sub.add_parser("attack", help="run a model-free invariance attack")
+    attack.set_defaults(_parser=attack)
+    attack_sub = attack.add_subparsers(dest="attack_command", metavar="NORM")
+
+    p = attack_sub.add_parser(
+        "linf",
+        help="l-inf invariance attack (alignment search + projection onto the eps-ball)",
+        description="For each source test image: align the nearest training image of every "
+        "other class (rotations -30..30 deg, shifts -3..3 px), move the source towards it "
+        "inside the l-inf eps-ball, keep the plausible target that removes the least ink.",
+    )
+    p.add_argument("--eps", type=float, required=True, help="l-inf radius in (0, 1]")
+    add_data_args(p)
+    add_run_args(p)
+    p.set_defaults(func=_cmd_linf)
+
+    # Other attacks (e.g. l0) register themselves when their module is present.
+    for module, func in ATTACK_MODULES:
+        if importlib.util.find_spec(module) is not None:
+            getattr(importlib.import_module(module), func)(attack_sub)
+
+    # evaluate (robust models, certification, agreement): see the block at the end.
+    add_evaluate_parser(sub)
+
+
+# =====================================================================================
+# `tradeoffs mnist evaluate` -- robust models, certification and agreement with human
+# labels. Owned by simulations/mnist/{zoo,agreement}.py; keys in docs/mnist.md.
+# =====================================================================================
+def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
+    """Register ``mnist evaluate`` on the ``mnist`` group's subparsers."""
+    p = sub.add_parser(
+        "evaluate",
+        help="agreement with human labels, provably-wrong counts, ceilings and robust "
+        "accuracy of zoo models on the published invariance examples",
+        description="For every model and every published set found in --published-dir: "
+        "agreement with the human labels (overall, label-changed, unchanged), the "
+        "provably-wrong count, the ceiling, and clean / PGD / certified robust accuracy on "
+        "the sources at the set's radius.",
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        required=True,
+        metavar="NAME",
+        help="zoo model name (see invariance_tradeoffs.simulations.models.zoo.CONFIGS) or a saved model "
+        "file (.pt/.npz); repeat for several models",
+    )
+    add_data_args(p)
+    p.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        default=None,
+        help="model cache (default: <per-user cache>/models)",
+    )
+    p.add_argument(
+        "--train", action="store_true", help="train models missing from the cache (default: error)"
+    )
+    p.add_argument(
+        "--n-test",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also report clean/PGD/certified accuracy on the first N MNIST test "
+        "images (default: 0)",
+    )
+    p.add_argument(
+        "--eps",
+        type=float,
+        nargs="+",
+        default=[0.1, 0.2, 0.3, 0.4],
+        help="l-inf radii for the --n-test report (default: 0.1 0.2 0.3 0.4)",
+    )
+    p.add_argument("--pgd-steps", type=int, default=40, help="PGD steps (default: 40)")
+    p.add_argument("--restarts", type=int, default=10, help="PGD restarts (default: 10)")
+    p.add_argument("--no-pgd", action="store_true", help="skip the PGD attack")
+    p.add_argument("--seed", type=int, default=0, help="PGD seed (default: 0)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
+    )
+    p.add_argument("--json", action="store_true", help="print the full result as JSON")
+    p.add_argument("--no-progress", action="store_true", help="hide training progress")
+    p.set_defaults(func=_cmd_evaluate)
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from invariance_tradeoffs.simulations.evaluation.agreement import PGDSettings, evaluate_models, summary_table
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
+    from invariance_tradeoffs.simulations.models.zoo import load_or_train, load_saved
+
+    if args.n_test < 0:
+        raise ValueError(f"--n-test must be >= 0, got {args.n_test}")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
+    models = {}
+    for spec in args.model:
+        if Path(spec).suffix in (".pt", ".npz") and Path(spec).exists():
+            trained = load_saved(spec)
+        else:
+            trained = load_or_train(
+                spec,
+                data_dir=args.data_dir,
+                cache_dir=args.cache_dir,
+                train_if_missing=args.train,
+                progress=not args.no_progress,
+            )
+        models[spec] = trained.model
+    pgd = (
+        None
+        if args.no_pgd
+        else PGDSettings(steps=args.pgd_steps, restarts=args.restarts, seed=args.seed)
+    )
+    test_images = test_labels = None
+    if args.n_test:
+        from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+        test = load_mnist("test", args.data_dir)
+        test_images, test_labels = test.images[: args.n_test], test.labels[: args.n_test]
+    result = evaluate_models(
+        models,
+        sets,
+        pgd=pgd,
+        test_images=test_images,
+        test_labels=test_labels,
+        test_eps=tuple(args.eps) if args.n_test else (),
+    )
+    result["published_dir"] = str(sets.folder)
+    result["missing_sets"] = sets.missing
+    print(json.dumps(result, indent=2) if args.json else summary_table(result))
+    return 0

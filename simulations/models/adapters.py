@@ -1,0 +1,466 @@
+"""MNIST classifiers and the one adapter interface every model is evaluated through.
+
+Any model -- the zoo's CNNs, a user's ``torch.nn.Module``, a linear model, a
+scikit-learn estimator or any numpy callable -- enters evaluation as a
+:class:`ModelAdapter`: an object with ``n_classes`` and ``predict(x)``, where ``x`` is
+a float32 batch of images in ``[0, 1]`` of shape ``(n, 1, 28, 28)`` and the result is
+one int64 label per image (in the spirit of Foolbox's model wrappers).
+
+Adapters that can do more say so by type:
+
+- :class:`TorchModel` wraps a ``torch.nn.Module`` and also exposes logits and
+  input gradients, which PGD (:mod:`invariance_tradeoffs.simulations.attacks.pgd`) and interval
+  bound propagation (:mod:`invariance_tradeoffs.simulations.certification`) need.
+- :class:`LinearModel` is ``argmax(W x + b)`` on the flattened image; it needs no
+  torch, is certified *exactly* under l-inf, and converts to a :class:`TorchModel`
+  for PGD.
+- :class:`NumpyModel` wraps any callable returning labels or class scores (kNN,
+  scikit-learn pipelines, hand-written rules); it supports prediction only.
+
+PyTorch is optional: the numpy adapters work without it, and the torch parts raise
+an ``ImportError`` that says how to install it.
+
+Examples
+--------
+>>> import numpy as np
+>>> x = np.zeros((2, 1, 28, 28), dtype=np.float32)
+>>> NumpyModel(lambda b: np.full(len(b), 7)).predict(x).tolist()
+[7, 7]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
+
+try:  # optional dependency
+    import torch
+    from torch import nn
+except ImportError:  # pragma: no cover - exercised only without torch
+    torch = None
+    nn = None
+
+__all__ = [
+    "IMAGE_SHAPE",
+    "N_PIXELS",
+    "ARCHITECTURES",
+    "ModelAdapter",
+    "TorchModel",
+    "LinearModel",
+    "NumpyModel",
+    "as_images",
+    "to_model_input",
+    "as_model",
+    "as_torch_model",
+    "build_architecture",
+    "require_torch",
+]
+
+#: Shape of one model input (channels, height, width).
+IMAGE_SHAPE: tuple[int, int, int] = (1, 28, 28)
+#: Number of pixels of one image.
+N_PIXELS: int = 28 * 28
+
+
+def require_torch() -> Any:
+    """Return the ``torch`` module, or raise ``ImportError`` saying how to get it."""
+    if torch is None:
+        raise ImportError(
+            "this part of invariance_tradeoffs.simulations.mnist needs PyTorch; install it with "
+            "pip install 'invariance-tradeoffs[torch]'"
+        )
+    return torch
+
+
+# --------------------------------------------------------------------------- inputs
+def as_images(x: object, name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
+    """Validate a model input batch and return it as float32 ``(n, 1, 28, 28)``.
+
+    Parameters
+    ----------
+    x : array_like
+        Images with values in ``[0, 1]``, shape ``(n, 1, 28, 28)``.
+    name : str
+        Argument name used in error messages.
+    allow_empty : bool
+        Whether ``n == 0`` is accepted.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not numeric.
+    ValueError
+        If the shape is not ``(n, 1, 28, 28)``, or values are non-finite or outside ``[0, 1]``.
+    """
+    if torch is not None and isinstance(x, torch.Tensor):
+        x = x.detach().cpu().numpy()
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
+        raise ValueError(f"{name} must have shape (n, 1, 28, 28), got {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is an empty batch (shape {arr.shape})")
+    arr = np.ascontiguousarray(arr, dtype=np.float32)
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
+        raise ValueError(
+            f"{name} must hold values in [0, 1], got range [{arr.min()}, {arr.max()}]"
+        )
+    return arr
+
+
+def to_model_input(images: object, name: str = "images") -> np.ndarray:
+    """Convert MNIST images to the adapter input format.
+
+    Accepts uint8 images in ``0..255`` (divided by 255) or float images already in
+    ``[0, 1]``, of shape ``(n, 28, 28)`` or ``(n, 1, 28, 28)``. Nothing else is
+    reshaped: a flat ``(n, 784)`` batch is rejected so that a transposed or
+    mis-shaped array cannot slip through.
+    """
+    arr = np.asarray(images)
+    if arr.ndim == 3:
+        arr = arr[:, None, :, :]
+    if arr.dtype == np.uint8:
+        arr = arr.astype(np.float32) / np.float32(255.0)
+    return as_images(arr, name)
+
+
+# --------------------------------------------------------------------------- protocol
+@runtime_checkable
+class ModelAdapter(Protocol):
+    """What evaluation needs from a model.
+
+    ``predict`` maps a float32 batch in ``[0, 1]`` of shape ``(n, 1, 28, 28)`` to ``n``
+    int64 labels in ``0 .. n_classes - 1``.
+    """
+
+    n_classes: int
+    name: str
+
+    def predict(self, x: np.ndarray) -> np.ndarray: ...
+
+
+def _batches(n: int, batch_size: int) -> list[slice]:
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def _check_batch_size(batch_size: object) -> int:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
+        raise TypeError(f"batch_size must be an integer, got {type(batch_size).__name__}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    return int(batch_size)
+
+
+# --------------------------------------------------------------------------- numpy
+class NumpyModel:
+    """Adapter for any numpy callable.
+
+    Parameters
+    ----------
+    fn : callable
+        Maps a float32 batch ``(n, 1, 28, 28)`` in ``[0, 1]`` to labels ``(n,)``
+        (``output="labels"``) or to class scores ``(n, n_classes)`` (``output="scores"``,
+        the label is the argmax).
+    n_classes : int
+        Number of classes.
+    output : {"labels", "scores"}
+        What ``fn`` returns.
+    name : str
+        Display name.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> m = NumpyModel(lambda b: b.reshape(len(b), -1)[:, :10], output="scores")
+    >>> x = np.zeros((1, 1, 28, 28), dtype=np.float32); x[0, 0, 0, 3] = 1
+    >>> m.predict(x).tolist()
+    [3]
+    """
+
+    def __init__(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        n_classes: int = 10,
+        output: Literal["labels", "scores"] = "labels",
+        name: str = "numpy-model",
+    ) -> None:
+        if not callable(fn):
+            raise TypeError("fn must be callable")
+        if output not in ("labels", "scores"):
+            raise ValueError(f"output must be 'labels' or 'scores', got {output!r}")
+        self.fn = fn
+        self.n_classes = check_n_classes(n_classes)
+        self.output = output
+        self.name = name
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        x = as_images(x, allow_empty=True)
+        out = np.asarray(self.fn(x))
+        if self.output == "scores":
+            if out.shape != (x.shape[0], self.n_classes):
+                raise ValueError(
+                    f"{self.name}: scores must have shape {(x.shape[0], self.n_classes)},"
+                    f" got {out.shape}"
+                )
+            out = np.argmax(out, axis=1)
+        return as_labels(out, f"{self.name} output", n_classes=self.n_classes,
+                         length=x.shape[0], allow_reject=False)
+
+    def __repr__(self) -> str:
+        return f"NumpyModel(name={self.name!r}, output={self.output!r})"
+
+
+class LinearModel:
+    """The linear classifier ``argmax(W x + b)`` on the flattened image.
+
+    Parameters
+    ----------
+    weight : array_like, shape (n_classes, 784)
+    bias : array_like, shape (n_classes,)
+    name : str
+
+    Notes
+    -----
+    Its worst case over an l-inf ball intersected with ``[0, 1]^784`` has a closed
+    form (:func:`invariance_tradeoffs.simulations.certification.linear_worst_margins`), so its robust
+    accuracy is known exactly, not bounded.
+    """
+
+    def __init__(self, weight: object, bias: object, name: str = "linear") -> None:
+        w = np.asarray(weight, dtype=np.float64)
+        b = np.asarray(bias, dtype=np.float64)
+        if w.ndim != 2 or w.shape[1] != N_PIXELS:
+            raise ValueError(f"weight must have shape (n_classes, {N_PIXELS}), got {w.shape}")
+        if b.shape != (w.shape[0],):
+            raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
+        if not (np.all(np.isfinite(w)) and np.all(np.isfinite(b))):
+            raise ValueError("weight and bias must be finite")
+        self.weight = w
+        self.bias = b
+        self.n_classes = check_n_classes(w.shape[0], "weight.shape[0]")
+        self.name = name
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Class scores ``W x + b``, shape ``(n, n_classes)``, float64."""
+        x = as_images(x, allow_empty=True)
+        return x.reshape(x.shape[0], N_PIXELS).astype(np.float64) @ self.weight.T + self.bias
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.argmax(self.logits(x), axis=1).astype(np.int64)
+
+    def to_torch(self) -> TorchModel:
+        """The same classifier as a :class:`TorchModel` (float32), e.g. for PGD."""
+        require_torch()
+        lin = nn.Linear(N_PIXELS, self.n_classes)
+        with torch.no_grad():
+            lin.weight.copy_(torch.as_tensor(self.weight, dtype=torch.float32))
+            lin.bias.copy_(torch.as_tensor(self.bias, dtype=torch.float32))
+        return TorchModel(nn.Sequential(nn.Flatten(), lin), n_classes=self.n_classes,
+                          name=self.name)
+
+    def __repr__(self) -> str:
+        return f"LinearModel(name={self.name!r}, n_classes={self.n_classes})"
+
+
+# --------------------------------------------------------------------------- torch
+class TorchModel:
+    """Adapter for a ``torch.nn.Module`` mapping ``(n, 1, 28, 28)`` to logits ``(n, C)``.
+
+    Besides ``predict`` it exposes :meth:`logits` and :meth:`loss_gradient` (numpy in,
+    numpy out) and the wrapped ``module`` (for attacks and bounds that stay in torch).
+    The module is put in evaluation mode.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    n_classes : int
+    batch_size : int
+        Images per forward pass.
+    name : str
+    """
+
+    def __init__(self, module: Any, n_classes: int = 10, batch_size: int = 1000,
+                 name: str = "torch-model") -> None:
+        require_torch()
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
+        self.module = module.eval()
+        self.n_classes = check_n_classes(n_classes)
+        self.batch_size = _check_batch_size(batch_size)
+        self.name = name
+
+    @property
+    def device(self) -> Any:
+        """Device of the module's first parameter (CPU for parameter-free modules)."""
+        p = next(self.module.parameters(), None)
+        return p.device if p is not None else torch.device("cpu")
+
+    def forward(self, x: Any) -> Any:
+        """Logits of a torch batch, with gradient tracking left to the caller."""
+        out = self.module(x)
+        if out.ndim != 2 or out.shape[1] != self.n_classes:
+            raise ValueError(
+                f"{self.name}: module must return logits of shape (n, {self.n_classes}),"
+                f" got {tuple(out.shape)}"
+            )
+        return out
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        """Logits as a float32 array of shape ``(n, n_classes)``."""
+        x = as_images(x, allow_empty=True)
+        out = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
+        with torch.no_grad():
+            for sl in _batches(x.shape[0], self.batch_size):
+                xb = torch.from_numpy(x[sl]).to(self.device)
+                out[sl] = self.forward(xb).cpu().numpy()
+        return out
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        return np.argmax(self.logits(x), axis=1).astype(np.int64)
+
+    def loss_gradient(self, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        """Gradient of the summed cross-entropy loss with respect to the input."""
+        x = as_images(x)
+        y = as_labels(y, "y", n_classes=self.n_classes, length=x.shape[0], allow_reject=False)
+        grad = np.empty_like(x)
+        for sl in _batches(x.shape[0], self.batch_size):
+            xb = torch.from_numpy(x[sl]).to(self.device).requires_grad_(True)
+            loss = nn.functional.cross_entropy(
+                self.forward(xb), torch.from_numpy(y[sl]).to(self.device), reduction="sum"
+            )
+            (g,) = torch.autograd.grad(loss, xb)
+            grad[sl] = g.cpu().numpy()
+        return grad
+
+    def __repr__(self) -> str:
+        return f"TorchModel(name={self.name!r}, module={type(self.module).__name__})"
+
+
+# --------------------------------------------------------------------------- conversion
+def as_model(obj: object, n_classes: int = 10, name: str | None = None) -> ModelAdapter:
+    """Wrap anything that classifies images as a :class:`ModelAdapter`.
+
+    - an adapter (``n_classes`` + ``predict``) is returned unchanged;
+    - a ``torch.nn.Module`` becomes a :class:`TorchModel`;
+    - an object with a ``predict`` method but no ``n_classes`` (a scikit-learn
+      estimator) is fed flattened ``(n, 784)`` rows;
+    - any other callable becomes a :class:`NumpyModel` returning labels.
+    """
+    if isinstance(obj, TorchModel | LinearModel | NumpyModel):
+        return obj
+    if torch is not None and isinstance(obj, nn.Module):
+        return TorchModel(obj, n_classes=n_classes, name=name or type(obj).__name__)
+    if hasattr(obj, "n_classes") and callable(getattr(obj, "predict", None)):
+        return obj  # type: ignore[return-value]
+    if callable(getattr(obj, "predict", None)):
+        est = obj
+        return NumpyModel(lambda x: est.predict(x.reshape(x.shape[0], N_PIXELS)),
+                          n_classes=n_classes, name=name or type(obj).__name__)
+    if callable(obj):
+        return NumpyModel(obj, n_classes=n_classes, name=name or getattr(obj, "__name__", "fn"))
+    raise TypeError(
+        f"cannot use {type(obj).__name__} as a model: expected a ModelAdapter, a "
+        "torch.nn.Module, an object with predict(), or a callable"
+    )
+
+
+def as_torch_model(model: object) -> TorchModel:
+    """Return a :class:`TorchModel` for ``model`` or raise ``TypeError``.
+
+    Gradient-based attacks and interval bounds need this; a :class:`LinearModel` is
+    converted, a prediction-only model is refused with an explanation.
+    """
+    if isinstance(model, TorchModel):
+        return model
+    if isinstance(model, LinearModel):
+        return model.to_torch()
+    if torch is not None and isinstance(model, nn.Module):
+        return TorchModel(model)
+    raise TypeError(
+        f"model {getattr(model, 'name', type(model).__name__)!r} exposes no gradients "
+        "(a TorchModel, LinearModel or torch.nn.Module is needed)"
+    )
+
+
+# --------------------------------------------------------------------------- architectures
+def _tiny_cnn(n_classes: int) -> Any:
+    # For tests: 2 conv layers, a few thousand parameters.
+    return nn.Sequential(
+        nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(4, 8, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(8 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, n_classes),
+    )
+
+
+def _small_cnn(n_classes: int) -> Any:
+    # The "small" network of Wong & Kolter (2018) / Gowal et al. (2018): two strided
+    # conv layers and one hidden dense layer; cheap enough for PGD training on 2 cores.
+    return nn.Sequential(
+        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, n_classes),
+    )
+
+
+def _wide_cnn(n_classes: int) -> Any:
+    # The small network at twice the width (32/64 channels, 200 hidden units): adversarial
+    # training needs capacity (Madry et al. 2018); about 1.7x the small network's cost.
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 200), nn.ReLU(), nn.Linear(200, n_classes),
+    )
+
+
+def _medium_cnn(n_classes: int) -> Any:
+    # Gowal et al. (2018) "medium": four conv layers, two dense layers.
+    return nn.Sequential(
+        nn.Conv2d(1, 32, 3, stride=1, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 32, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Conv2d(32, 64, 3, stride=1, padding=1), nn.ReLU(),
+        nn.Conv2d(64, 64, 4, stride=2, padding=1), nn.ReLU(),
+        nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
+        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, n_classes),
+    )
+
+
+def _linear(n_classes: int) -> Any:
+    return nn.Sequential(nn.Flatten(), nn.Linear(N_PIXELS, n_classes))
+
+
+#: Architecture name -> builder ``(n_classes) -> nn.Sequential``. Every architecture is
+#: a plain ``nn.Sequential`` of Conv2d / Linear / ReLU / Flatten, so interval bound
+#: propagation applies to all of them.
+ARCHITECTURES: dict[str, Callable[[int], Any]] = {
+    "tiny_cnn": _tiny_cnn,
+    "small_cnn": _small_cnn,
+    "wide_cnn": _wide_cnn,
+    "medium_cnn": _medium_cnn,
+    "linear": _linear,
+}
+
+
+def build_architecture(arch: str, n_classes: int = 10, seed: int = 0) -> Any:
+    """Build a freshly initialised network; the initialisation is fixed by ``seed``.
+
+    Examples
+    --------
+    >>> net = build_architecture("tiny_cnn", seed=0)  # doctest: +SKIP
+    """
+    require_torch()
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
+    n_classes = check_n_classes(n_classes)
+    # fork_rng keeps the caller's global RNG untouched while fixing the init.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(int(seed))
+        return ARCHITECTURES[arch](n_classes)

@@ -1,0 +1,139 @@
+"""Input validation shared by every public function.
+
+Each check raises ``ValueError`` or ``TypeError`` that names the offending
+argument, so that bad input never broadcasts silently into a wrong answer.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_batch",
+    "as_labels",
+    "check_eps",
+    "check_n_classes",
+    "check_same_length",
+]
+
+
+def as_batch(
+    x: object,
+    name: str = "X",
+    *,
+    n_features: int | None = None,
+    allow_empty: bool = False,
+    dtype: type = np.float64,
+) -> np.ndarray:
+    """Return ``x`` as a finite 2-D float array of shape ``(n, d)``.
+
+    Parameters
+    ----------
+    x : array_like
+        A batch of inputs, one row per input.
+    name : str
+        Argument name used in error messages.
+    n_features : int, optional
+        Required number of columns ``d``.
+    allow_empty : bool
+        Whether ``n == 0`` is accepted.
+    dtype : numpy dtype
+        Output dtype.
+
+    Raises
+    ------
+    TypeError
+        If ``x`` is not numeric.
+    ValueError
+        If ``x`` is not 2-D, has the wrong width, is empty, or holds NaN/inf.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D with shape (n, d), got shape {arr.shape}")
+    if arr.shape[0] == 0 and not allow_empty:
+        raise ValueError(f"{name} is an empty batch (shape {arr.shape})")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has zero features (shape {arr.shape})")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(f"{name} must have {n_features} features per row, got shape {arr.shape}")
+    arr = arr.astype(dtype, copy=False)
+    if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def check_eps(eps: object, name: str = "eps", *, allow_inf: bool = False) -> float:
+    """Return ``eps`` as a float after checking it is a real number >= 0."""
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real | np.floating | np.integer):
+        raise TypeError(f"{name} must be a real number, got {type(eps).__name__}")
+    value = float(eps)
+    if np.isnan(value):
+        raise ValueError(f"{name} must not be NaN")
+    if np.isinf(value) and not allow_inf:
+        raise ValueError(f"{name} must be finite, got {value}")
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_n_classes(n_classes: object, name: str = "n_classes") -> int:
+    """Return the number of classes after checking it is an integer >= 2."""
+    if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(n_classes).__name__}")
+    if int(n_classes) < 2:
+        raise ValueError(f"{name} must be >= 2, got {n_classes}")
+    return int(n_classes)
+
+
+def as_labels(
+    y: object,
+    name: str = "y",
+    *,
+    n_classes: int | None = None,
+    allow_reject: bool = True,
+    length: int | None = None,
+) -> np.ndarray:
+    """Return ``y`` as a 1-D int64 label array, checking the label range.
+
+    Labels are classes ``0 .. n_classes - 1`` or, when ``allow_reject``,
+    the reject value :data:`invariance_tradeoffs.theory.oracles.REJECT` (the paper's bottom symbol).
+    """
+    from invariance_tradeoffs.theory.oracles import REJECT  # local import: oracles imports this module
+
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.size and not np.issubdtype(arr.dtype, np.integer):
+        if np.issubdtype(arr.dtype, np.floating) and np.all(np.isfinite(arr)) and np.all(
+            arr == np.round(arr)
+        ):
+            arr = arr.astype(np.int64)
+        else:
+            raise TypeError(f"{name} must hold integer labels, got dtype {arr.dtype}")
+    arr = arr.astype(np.int64, copy=False)
+    if length is not None and arr.shape[0] != length:
+        raise ValueError(f"{name} must have length {length}, got {arr.shape[0]}")
+    if n_classes is not None and arr.size:
+        ok = (arr >= 0) & (arr < n_classes)
+        if allow_reject:
+            ok |= arr == REJECT
+        if not np.all(ok):
+            bad = arr[~ok][:5].tolist()
+            allowed = f"0..{n_classes - 1}" + (f" or REJECT={REJECT}" if allow_reject else "")
+            raise ValueError(f"{name} has labels out of range {allowed}: {bad}")
+    return arr
+
+
+def check_same_length(**arrays: np.ndarray) -> int:
+    """Check that all given arrays share their first dimension; return it."""
+    lengths = {k: len(v) for k, v in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        detail = ", ".join(f"{k}={n}" for k, n in lengths.items())
+        raise ValueError(f"arguments must have the same number of rows: {detail}")
+    return next(iter(lengths.values()))
