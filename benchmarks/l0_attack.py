@@ -2,7 +2,7 @@
 
 For each source image (the first ``--n`` published sources), in one run:
 
-* **project** -- :meth:`invariance_tradeoffs.simulations.attacks.l0.attack.L0InvarianceAttack.align`: coarse
+* **project** -- :meth:`simulations.attacks.l0.attack.L0InvarianceAttack.align`: coarse
   Sobol transforms ranked through PCA lower bounds + exact matrix-product Hamming
   distances, an evolution strategy in the inverse frame, exact forward refinement;
 * **random** -- the authors' search: transforms drawn uniformly from the same space
@@ -29,10 +29,9 @@ import argparse
 import time
 
 import numpy as np
-
-from invariance_tradeoffs.simulations.data.mnist import load_mnist
-from invariance_tradeoffs.simulations.attacks.l0.judges import binarize
 from invariance_tradeoffs.simulations.attacks.l0.attack import L0InvarianceAttack, warp
+from invariance_tradeoffs.simulations.attacks.l0.judges import binarize
+from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.published import published_indices
 
 

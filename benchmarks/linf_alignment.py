@@ -5,7 +5,7 @@ Times, in one run and on the same source images,
 * **baseline** -- a plain port of the method: for each source, 775 separate
   ``scipy.ndimage.rotate`` + ``shift`` calls, then one scikit-learn ``NearestNeighbors``
   (fitted once per class on the full training set) queried with all 775 transforms;
-* **project** -- :func:`invariance_tradeoffs.simulations.attacks.alignment.align_neighbours` (prefiltered
+* **project** -- :func:`simulations.attacks.alignment.align_neighbours` (prefiltered
   transforms, float32 lower bounds, exact float64 search of the survivors),
 
 checks that both return identical neighbours, classes and transforms, and prints the
@@ -25,12 +25,15 @@ import os
 import time
 
 import numpy as np
-from scipy.ndimage import rotate, shift
-from sklearn.neighbors import NearestNeighbors
-
-from invariance_tradeoffs.simulations.attacks.alignment import TRANSFORM_GRID, NeighbourIndex, align_neighbours
+from invariance_tradeoffs.simulations.attacks.alignment import (
+    TRANSFORM_GRID,
+    NeighbourIndex,
+    align_neighbours,
+)
 from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.published import find_published_dir, load_npy
+from scipy.ndimage import rotate, shift
+from sklearn.neighbors import NearestNeighbors
 
 
 def baseline_fit(train_images: np.ndarray, train_labels: np.ndarray) -> list:

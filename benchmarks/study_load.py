@@ -1,6 +1,7 @@
 """Requests per second of the labelling-study server under 20 participants at once.
 
-One uvicorn server process (``python -m invariance_tradeoffs.simulations.study serve``, 127.0.0.1, a free
+One uvicorn server process (``python -m invariance_tradeoffs.simulations.study serve``,
+127.0.0.1, a free
 port) serves a synthetic study (random 28x28 images: the content does not matter to the
 server) of ``--examples`` examples, ``--labels-per-image`` labels each, spread over
 ``--participants`` participants with attention checks at rate 0.1. In the same run, with
@@ -35,7 +36,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
 from invariance_tradeoffs.simulations.study import store
 from invariance_tradeoffs.simulations.study.client import ServerProcess, StudyClient

@@ -7,7 +7,7 @@ the same run (so the numbers compare across machines):
    Monte Carlo estimate (``n`` samples, exact margins, Clopper-Pearson intervals) on
    ``LinearGaussian(d)``; baseline: the smallest ``(n, d)``.
 2. ``linear-examples``: exact sensitivity/invariance example distances of a linear model
-   (:func:`invariance_tradeoffs.simulations.experiments.toy.exact_linear.linear_example_distances`, vectorised) against
+   (:func:`simulations.experiments.toy.exact_linear.linear_example_distances`, vectorised) against
    one :func:`scipy.optimize.linprog` per input and region (the reference it is tested
    against); ratio = LP seconds / vectorised seconds at the same ``(n, d)``.
 3. ``finite-domain``: exhaustive margins and the robust-optimal classifier on all binary
@@ -26,12 +26,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from scipy.optimize import linprog
-from threadpoolctl import threadpool_limits
-
 from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances
 from invariance_tradeoffs.theory.margins import ceiling_from_margins
 from invariance_tradeoffs.theory.toys import LinearGaussian, binary_images
+from scipy.optimize import linprog
+from threadpoolctl import threadpool_limits
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:

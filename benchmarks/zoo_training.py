@@ -1,8 +1,8 @@
 """Training cost of the model zoo, as ratios to standard training measured in the same run.
 
-For every full torch configuration of :data:`invariance_tradeoffs.simulations.models.zoo.CONFIGS` (and two
+For every full torch configuration of :data:`simulations.models.zoo.CONFIGS` (and two
 reference schedules the zoo used before: PGD-7 for 8 epochs on ``small_cnn`` and PGD-7 for
-11 epochs on ``wide_cnn``), :func:`invariance_tradeoffs.simulations.models.zoo.estimate_train_seconds` times
+11 epochs on ``wide_cnn``), :func:`simulations.models.zoo.estimate_train_seconds` times
 ``--steps`` optimisation steps at the full training radius on real MNIST and extrapolates
 to the whole schedule. The baseline is the ``undefended`` configuration timed in the same
 run, so the ratios compare across machines; the minutes are for this machine and its
@@ -32,9 +32,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --threads must be >= 1")
 
     import torch
-
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
-    from invariance_tradeoffs.simulations.models.zoo import CONFIGS, TORCH_METHODS, estimate_train_seconds
+    from invariance_tradeoffs.simulations.models.zoo import (
+        CONFIGS,
+        TORCH_METHODS,
+        estimate_train_seconds,
+    )
 
     torch.set_num_threads(args.threads)
     train = load_mnist("train", args.data_dir)

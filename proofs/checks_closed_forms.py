@@ -1,6 +1,6 @@
 """Executable checks of the closed forms proved in proofs/closed_forms.md.
 
-Every closed form of :mod:`invariance_tradeoffs.theory.toys` and :mod:`invariance_tradeoffs.theory.symbolic` is compared with a
+Every closed form of :mod:`theory.toys` and :mod:`theory.symbolic` is compared with a
 route that does not use it:
 
 * margins -- generic optimisation solvers (``scipy.optimize.linprog`` for l1/l-inf,
@@ -29,8 +29,6 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-from scipy import optimize
-
 from invariance_tradeoffs.theory import symbolic
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.toys import (
@@ -45,6 +43,7 @@ from invariance_tradeoffs.theory.toys import (
 )
 from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
 from invariance_tradeoffs.theory.toys.linear_gaussian import linear_margin
+from scipy import optimize
 
 __all__ = [
     "min_norm_polyhedron",

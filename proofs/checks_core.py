@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,
@@ -25,8 +24,17 @@ from invariance_tradeoffs.theory.distances import (
     TransformInvariantDistance,
     cyclic_shifts,
 )
-from invariance_tradeoffs.theory.examples import find_examples, in_ball, is_invariance_example, is_sensitivity_example
-from invariance_tradeoffs.theory.margins import ceiling_from_margins, good_radius_from_margins, oracle_margin
+from invariance_tradeoffs.theory.examples import (
+    find_examples,
+    in_ball,
+    is_invariance_example,
+    is_sensitivity_example,
+)
+from invariance_tradeoffs.theory.margins import (
+    ceiling_from_margins,
+    good_radius_from_margins,
+    oracle_margin,
+)
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
 from invariance_tradeoffs.theory.robust_accuracy import robustness_report
 from invariance_tradeoffs.theory.theorem import (

@@ -21,7 +21,6 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     TorchModel,

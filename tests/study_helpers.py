@@ -8,10 +8,14 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
 from invariance_tradeoffs.simulations.study import store
-from invariance_tradeoffs.simulations.study.design import CreatedStudy, Design, StudyItems, create_study
+from invariance_tradeoffs.simulations.study.design import (
+    CreatedStudy,
+    Design,
+    StudyItems,
+    create_study,
+)
 
 
 def synthetic_items(n: int = 12, seed: int = 0, *, reference: bool = True) -> StudyItems:

@@ -1,4 +1,4 @@
-"""Metric axioms of every distance in invariance_tradeoffs.theory.distances, the axiom checker itself, and bad input."""
+"""Metric axioms of every distance in theory.distances, the axiom checker itself, bad input."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,

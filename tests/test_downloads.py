@@ -17,11 +17,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from invariance_tradeoffs.simulations.cli import main
-from invariance_tradeoffs.simulations.data import mnist as data, release
-from invariance_tradeoffs.simulations.data.published import load_published_examples, published_neighbours
+from invariance_tradeoffs.simulations.data import mnist as data
+from invariance_tradeoffs.simulations.data import release
+from invariance_tradeoffs.simulations.data.published import (
+    load_published_examples,
+    published_neighbours,
+)
 from invariance_tradeoffs.simulations.data.release import RELEASE_FILES, fetch_release, find_release
+
 from tests.loopback import LoopbackServer
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.examples import (
     find_examples,

@@ -8,15 +8,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from scipy import ndimage
-
-from invariance_tradeoffs.simulations.attacks.l0.judges import (
-    KNNJudge,
-    as_images,
-    binarize,
-    judge_probabilities,
-    reads_as,
-)
 from invariance_tradeoffs.simulations.attacks.l0.attack import (
     BUDGETS,
     PUBLISHED_TARGETS,
@@ -32,6 +23,14 @@ from invariance_tradeoffs.simulations.attacks.l0.attack import (
     transform_images,
     warp,
 )
+from invariance_tradeoffs.simulations.attacks.l0.judges import (
+    KNNJudge,
+    as_images,
+    binarize,
+    judge_probabilities,
+    reads_as,
+)
+from scipy import ndimage
 
 N_TRAIN = 3000  # small training subset: the default run stays fast
 # Small search budgets for the fast tests (the defaults are for the full runs).
@@ -410,8 +409,8 @@ def test_apply_edit_and_l0_distance():
 
 
 def test_cli_l0_writes_run_and_resumes(mnist_dir, tmp_path, capsys):
-    from invariance_tradeoffs.simulations.cli import main
     from invariance_tradeoffs.simulations.attacks.runs import load_run
+    from invariance_tradeoffs.simulations.cli import main
 
     data_root = mnist_dir.parent if mnist_dir.name == "mnist" else mnist_dir
     argv = ["mnist", "attack", "l0", "--indices", "0:2", "--out", str(tmp_path),

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from invariance_tradeoffs.simulations.cli import main
-from invariance_tradeoffs.simulations.attacks import alignment, runs as runner
+from invariance_tradeoffs.simulations.attacks import alignment
 from invariance_tradeoffs.simulations.attacks import linf as linf_attack
+from invariance_tradeoffs.simulations.attacks import runs as runner
 from invariance_tradeoffs.simulations.attacks.alignment import (
     TRANSFORM_GRID,
     NeighbourIndex,
@@ -18,7 +17,6 @@ from invariance_tradeoffs.simulations.attacks.alignment import (
     transform_image,
     transformed_copies,
 )
-from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.attacks.linf import (
     DEFAULT_TARGETS,
     LinfInvarianceAttack,
@@ -28,8 +26,16 @@ from invariance_tradeoffs.simulations.attacks.linf import (
     project_linf,
     select_targets,
 )
+from invariance_tradeoffs.simulations.attacks.runs import (
+    AttackRun,
+    load_run,
+    parse_indices,
+    run_attack,
+    save_run,
+)
+from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.published import load_npy
-from invariance_tradeoffs.simulations.attacks.runs import AttackRun, load_run, parse_indices, run_attack, save_run
 
 # ---------------------------------------------------------------- fixtures
 

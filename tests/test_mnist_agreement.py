@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
-
+from invariance_tradeoffs.simulations.data.published import PublishedSet
 from invariance_tradeoffs.simulations.evaluation.agreement import (
     CERTIFY_SLACK,
     PGDSettings,
@@ -19,7 +19,6 @@ from invariance_tradeoffs.simulations.evaluation.agreement import (
     summary_table,
 )
 from invariance_tradeoffs.simulations.models.adapters import LinearModel, NumpyModel
-from invariance_tradeoffs.simulations.data.published import PublishedSet
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import proportion_estimate
 

@@ -10,9 +10,12 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
+from invariance_tradeoffs.simulations.certification import (
+    certify_linear,
+    input_box,
+    linear_worst_margins,
+)
 from invariance_tradeoffs.simulations.models import zoo
-from invariance_tradeoffs.simulations.certification import certify_linear, input_box, linear_worst_margins
 from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     NumpyModel,
@@ -356,7 +359,11 @@ def test_torch_model_gradient_matches_linear_closed_form():
 
 def test_build_architecture_is_seeded_and_checked():
     torch = _torch()
-    from invariance_tradeoffs.simulations.models.adapters import ARCHITECTURES, TorchModel, build_architecture
+    from invariance_tradeoffs.simulations.models.adapters import (
+        ARCHITECTURES,
+        TorchModel,
+        build_architecture,
+    )
 
     for arch in ARCHITECTURES:
         a, b = build_architecture(arch, seed=5), build_architecture(arch, seed=5)
@@ -388,9 +395,8 @@ def _random_net(seed: int, conv: bool):
 def _naive_bounds(module, x, eps):
     """Deliberately broken IBP: propagates the radius through W instead of |W|."""
     import torch
-    from torch.nn import functional as F
-
     from invariance_tradeoffs.simulations.certification import flatten_sequential
+    from torch.nn import functional as F
 
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     for layer in flatten_sequential(module):

@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from invariance_tradeoffs.simulations.models.adapters import NumpyModel
 from invariance_tradeoffs.simulations.models.proxy import (
     PROXY_CONFIGS,
@@ -204,8 +203,8 @@ def test_training_is_deterministic_across_caches(tmp_path):
 
 def test_tiny_proxy_on_the_published_sets(mnist_dir, published_dir, tmp_path):
     pytest.importorskip("torch")
-    from invariance_tradeoffs.simulations.models.proxy import load_or_train_proxy
     from invariance_tradeoffs.simulations.data.published import load_published_examples
+    from invariance_tradeoffs.simulations.models.proxy import load_or_train_proxy
 
     sets = load_published_examples(published_dir, data_dir=mnist_dir)
     proxy = load_or_train_proxy("proxy-tiny", data_dir=mnist_dir, cache_dir=tmp_path)
@@ -240,7 +239,11 @@ def test_select_ink_threshold_reads_clean_accuracy_only():
 
 def test_ink_threshold_shows_grey_strokes_as_ink(tmp_path):
     torch = pytest.importorskip("torch")
-    from invariance_tradeoffs.simulations.models.proxy import ProxyLabeller, build_proxy_cnn, ink_threshold_sweep
+    from invariance_tradeoffs.simulations.models.proxy import (
+        ProxyLabeller,
+        build_proxy_cnn,
+        ink_threshold_sweep,
+    )
 
     net = build_proxy_cnn(4, seed=0)
     plain = ProxyLabeller([net], with_overrides("proxy-tiny", ink_threshold=1.0))

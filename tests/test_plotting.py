@@ -1,10 +1,9 @@
-"""Every figure of :mod:`invariance_tradeoffs.simulations.plotting` is written, non-empty and deterministic."""
+"""Every figure of :mod:`simulations.plotting` is written, non-empty and deterministic."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from invariance_tradeoffs.simulations import plotting
 
 

@@ -6,7 +6,13 @@ import json
 from dataclasses import replace
 
 import pytest
-
+from invariance_tradeoffs.simulations.experiments.reproduce import (
+    FULL,
+    MAIN,
+    PUBLISHED_RATES,
+    QUICK,
+    ReproduceConfig,
+)
 from invariance_tradeoffs.simulations.models.zoo import (
     CONFIGS,
     IBP_TRAINING_RADII,
@@ -15,7 +21,6 @@ from invariance_tradeoffs.simulations.models.zoo import (
     config_key,
     get_config,
 )
-from invariance_tradeoffs.simulations.experiments.reproduce import FULL, MAIN, PUBLISHED_RATES, QUICK, ReproduceConfig
 
 
 def test_pgd_and_ibp_sweeps_are_registered_valid_and_distinct():
@@ -79,9 +84,8 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
                                                                tmp_path, capsys):
     pytest.importorskip("torch")
     import numpy as np
-
-    from invariance_tradeoffs.simulations.cli import main
     from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
+    from invariance_tradeoffs.simulations.cli import main
 
     rng = np.random.default_rng(0)
     imgs = rng.integers(0, 256, size=(4, 28, 28)).astype(np.uint8)

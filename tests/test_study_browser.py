@@ -31,8 +31,9 @@ from invariance_tradeoffs.simulations.cli import main  # noqa: E402
 from invariance_tradeoffs.simulations.data.published import load_published_examples  # noqa: E402
 from invariance_tradeoffs.simulations.study import store  # noqa: E402
 from invariance_tradeoffs.simulations.study.client import ServerProcess  # noqa: E402
-from tests.study_helpers import item_of_nonce, read_links  # noqa: E402
 from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
+
+from tests.study_helpers import item_of_nonce, read_links  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu",

@@ -26,8 +26,9 @@ from invariance_tradeoffs.simulations.study.exports import (  # noqa: E402
     responses_csv,
 )
 from invariance_tradeoffs.simulations.study.results import summarise  # noqa: E402
-from tests.study_helpers import answer_through_store, make_study  # noqa: E402
 from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
+
+from tests.study_helpers import answer_through_store, make_study  # noqa: E402
 
 
 def _right(kind, src, ref):

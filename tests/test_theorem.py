@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from invariance_tradeoffs.theory.distances import ClassifierInducedDistance
 from invariance_tradeoffs.theory.examples import in_ball
 from invariance_tradeoffs.theory.margins import oracle_margin

@@ -6,14 +6,19 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-from invariance_tradeoffs.simulations.experiments.toy.search import ball_probes, invariance_candidates
-from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances, linear_robust_accuracies
 from invariance_tradeoffs.simulations.attacks.glyph import (
     l0_invariance_attack,
     linf_invariance_attack,
     other_class_neighbours,
     score_attack,
+)
+from invariance_tradeoffs.simulations.experiments.toy.exact_linear import (
+    linear_example_distances,
+    linear_robust_accuracies,
+)
+from invariance_tradeoffs.simulations.experiments.toy.search import (
+    ball_probes,
+    invariance_candidates,
 )
 from invariance_tradeoffs.simulations.experiments.toy.training import LinearClassifier
 from invariance_tradeoffs.theory.distances import LpDistance

@@ -7,9 +7,12 @@ import json
 
 import numpy as np
 import pytest
-
 from invariance_tradeoffs.simulations.cli import main
-from invariance_tradeoffs.simulations.experiments.toy.tables import clean_value, read_table_json, write_table
+from invariance_tradeoffs.simulations.experiments.toy.tables import (
+    clean_value,
+    read_table_json,
+    write_table,
+)
 
 
 def test_good_norms_subcommand_writes_csv_and_json(tmp_path, capsys):

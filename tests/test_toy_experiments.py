@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from invariance_tradeoffs.simulations.experiments.toy.experiments import (
     ToyConfig,
     TradeoffSpec,

@@ -9,10 +9,14 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.toys import GlyphDigits
-from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES, DIGIT_SEGMENTS, decode_segments, segment_masks
+from invariance_tradeoffs.theory.toys.glyphs import (
+    DIGIT_CODES,
+    DIGIT_SEGMENTS,
+    decode_segments,
+    segment_masks,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402

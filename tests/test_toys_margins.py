@@ -10,7 +10,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,
     GlyphDigits,

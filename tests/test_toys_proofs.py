@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import sympy as sp
-
 from invariance_tradeoffs.theory import symbolic
 from invariance_tradeoffs.theory.toys import ConcentricSpheres, LinearGaussian, OverlyRobustFeature
 

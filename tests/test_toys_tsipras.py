@@ -10,7 +10,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
-
 from invariance_tradeoffs.theory.results import proportion_estimate
 from invariance_tradeoffs.theory.toys import Tsipras, tsipras_bound
 

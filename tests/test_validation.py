@@ -8,11 +8,28 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from invariance_tradeoffs.theory.oracles import (
+    REJECT,
+    FunctionOracle,
+    TableOracle,
+    is_reject,
+    predict,
+)
+from invariance_tradeoffs.theory.results import (
+    Quantity,
+    bound,
+    exact,
+    mean_estimate,
+    proportion_estimate,
+)
+from invariance_tradeoffs.theory.validation import (
+    as_batch,
+    as_labels,
+    check_eps,
+    check_n_classes,
+    check_same_length,
+)
 from sklearn.dummy import DummyClassifier
-
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_n_classes, check_same_length
-from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle, is_reject, predict
-from invariance_tradeoffs.theory.results import Quantity, bound, exact, mean_estimate, proportion_estimate
 
 # --------------------------------------------------------------------------- _validation
 

@@ -23,7 +23,14 @@ from invariance_tradeoffs.theory.margins import (
     is_good,
     oracle_margin,
 )
-from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, Oracle, TableOracle, is_reject, predict
+from invariance_tradeoffs.theory.oracles import (
+    REJECT,
+    FunctionOracle,
+    Oracle,
+    TableOracle,
+    is_reject,
+    predict,
+)
 from invariance_tradeoffs.theory.results import Quantity
 from invariance_tradeoffs.theory.robust_accuracy import (
     RobustnessReport,
@@ -87,8 +94,8 @@ __all__ = [
     "check_metric_axioms_exhaustive",
 ]
 
-# Toy families with exact oracles (theory/toys); the SymPy layer stays in invariance_tradeoffs.theory.symbolic
-# so that ``import theory`` does not import SymPy.
+# Toy families with exact oracles (theory/toys); the SymPy layer stays in theory.symbolic so
+# that importing the theory does not import SymPy.
 from invariance_tradeoffs.theory.toys import FAMILIES, ToyFamily, get_family  # noqa: E402
 
 __all__ += ["FAMILIES", "ToyFamily", "get_family"]

@@ -5,7 +5,7 @@ For a classifier ``f``, an oracle ``O``, a distance ``d`` and a radius ``eps``:
 * a **sensitivity example** of ``f`` at ``x`` is an ``x'`` with ``d(x, x') <= eps``,
   ``O(x') = O(x)`` and ``f(x') != O(x')`` -- the true class did not move, the model did;
 * an **invariance example** of ``f`` at ``x`` is an ``x'`` with ``d(x, x') <= eps``,
-  ``O(x')`` a class different from ``O(x)`` (not :data:`~invariance_tradeoffs.theory.oracles.REJECT`) and
+  ``O(x')`` a class different from ``O(x)`` (not :data:`~theory.oracles.REJECT`) and
   ``f(x') = f(x)`` -- the true class moved, the model did not.
 
 The paper states both definitions at inputs ``x`` that have a class; we apply them
@@ -25,10 +25,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length
 from invariance_tradeoffs.theory.distances import Distance, get_distance
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle, oracle_labels, predict
+from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length
 
 __all__ = [
     "in_ball",
@@ -80,7 +79,7 @@ def check_oracle(oracle: Any) -> Any:
 def check_distance(distance: Any, name: str = "distance") -> Distance:
     """Return ``distance`` as a :class:`~invariance_tradeoffs.theory.distances.Distance`.
 
-    Norm names such as ``"l2"`` are resolved with :func:`~invariance_tradeoffs.theory.distances.get_distance`;
+    Norm names such as ``"l2"`` are resolved with :func:`~theory.distances.get_distance`;
     unknown names raise ``ValueError``, other types ``TypeError``.
     """
     if isinstance(distance, str):
@@ -115,7 +114,7 @@ def resolve_exhaustive(oracle: Any, candidates: np.ndarray, exhaustive: bool | N
     """Decide whether ``candidates`` is the whole input domain.
 
     Only then are searches over ``candidates`` exact. With ``exhaustive=None`` the
-    answer is ``True`` exactly when ``oracle`` is a :class:`~invariance_tradeoffs.theory.oracles.TableOracle`
+    answer is ``True`` exactly when ``oracle`` is a :class:`~theory.oracles.TableOracle`
     whose domain (its points; no ``outside`` label) is contained in ``candidates``.
     ``exhaustive=True`` is checked against a table oracle's domain when possible and is
     otherwise the caller's claim.
@@ -171,7 +170,7 @@ def is_sensitivity_example(
     f : callable or estimator
         The classifier.
     distance : Distance or str
-        The distance ``d`` (or a norm name for :func:`~invariance_tradeoffs.theory.distances.get_distance`).
+        The distance ``d`` (or a norm name for :func:`~theory.distances.get_distance`).
     eps : float
         Radius ``>= 0`` of the closed ball.
 

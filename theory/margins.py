@@ -12,7 +12,7 @@
 
 Margins computed over a finite candidate set are exact when the candidates are the
 whole domain and otherwise **upper bounds** (a missed nearer point of another class can
-only lower the infimum). Every number returned says which (:class:`~invariance_tradeoffs.theory.results.Quantity`).
+only lower the infimum). Every number returned says which (:class:`~theory.results.Quantity`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
-from invariance_tradeoffs.theory.validation import as_batch, check_eps
 from invariance_tradeoffs.theory.distances import Distance
 from invariance_tradeoffs.theory.examples import (
     as_candidates,
@@ -35,6 +33,7 @@ from invariance_tradeoffs.theory.examples import (
 )
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, bound, exact, proportion_estimate
+from invariance_tradeoffs.theory.validation import as_batch, check_eps
 
 __all__ = [
     "Margins",
@@ -108,7 +107,7 @@ def oracle_margin(
         Inputs searched for the nearest other class.
     exhaustive : bool, optional
         Whether ``candidates`` is the whole domain (default: detected for a
-        :class:`~invariance_tradeoffs.theory.oracles.TableOracle`). Exact margins need it; otherwise each
+        :class:`~theory.oracles.TableOracle`). Exact margins need it; otherwise each
         value is an upper bound on ``r_O(x)``.
 
     Returns

@@ -13,7 +13,6 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-
 from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_n_classes
 
 __all__ = [

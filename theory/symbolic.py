@@ -26,7 +26,6 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
-
 from invariance_tradeoffs.theory.distances import dual_exponent
 
 __all__ = [
@@ -140,7 +139,7 @@ def abs_normal_mixture_tail(k: int) -> ClosedForm:
 
 @cache
 def linear_gaussian_ceiling() -> ClosedForm:
-    """Ceiling ``P[|w.x + b| > eps ||w||_q]`` of :class:`~invariance_tradeoffs.theory.toys.LinearGaussian`.
+    """Ceiling ``P[|w.x + b| > eps ||w||_q]`` of :class:`~theory.toys.LinearGaussian`.
 
     Arguments ``(eps, m, sigma, prior, b, wu, w2, wq)`` with ``wu = w.u``,
     ``w2 = ||w||_2`` and ``wq = ||w||_q``: given the class, ``w.x + b`` is
@@ -196,7 +195,7 @@ def tsipras_bound() -> ClosedForm:
 
 @cache
 def tsipras_ceiling(norm: str) -> ClosedForm:
-    """Ceiling ``P[|w.x| > eps ||w||_q]`` of the Bayes oracle of :class:`~invariance_tradeoffs.theory.toys.Tsipras`.
+    """Ceiling ``P[|w.x| > eps ||w||_q]`` of the Bayes oracle of :class:`~theory.toys.Tsipras`.
 
     With ``L = log(p/(1-p))``, given ``y = +1`` and ``x_0 = +-1`` the score ``w.x`` is
     ``N(+-L + 2 eta^2 d, 4 eta^2 d)`` (``y = -1`` is its mirror image). Arguments

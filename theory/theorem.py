@@ -7,7 +7,7 @@
   robust at ``x``. :func:`tradeoff_lemma` returns the witness and the case.
 * **Perfect classifier => good distance.** For a classifier ``f`` and ``lam > 0``,
   ``d_f(x, x') = d(x, x') + lam [f(x) != f(x')]``
-  (:class:`~invariance_tradeoffs.theory.distances.ClassifierInducedDistance`) is a metric when ``d`` is, and
+  (:class:`~theory.distances.ClassifierInducedDistance`) is a metric when ``d`` is, and
   when ``f == O`` on every input that has a class, ``r_O(x) >= lam`` under ``d_f``: so
   ``(d_f, eps)`` is good for every ``eps < lam``. Check with :func:`check_good_at`.
 * **Good distance => perfect classifier.** If ``(d, eps)`` is good on a labelled region
@@ -26,8 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_same_length
 from invariance_tradeoffs.theory.distances import ClassifierInducedDistance, Distance
 from invariance_tradeoffs.theory.examples import (
     as_candidates,
@@ -43,6 +41,7 @@ from invariance_tradeoffs.theory.examples import (
 from invariance_tradeoffs.theory.margins import Margins, check_weights, oracle_margin
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, exact
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_same_length
 
 __all__ = [
     "AxiomReport",
@@ -270,7 +269,7 @@ def verify_lemma_case(
 
     For each row: the witness ``x'`` must have a class different from ``O(x)`` and lie
     within ``eps``; and the claimed case must be true -- ``"misclassified"``:
-    ``f(x) != O(x)``; ``"invariance"``: :func:`~invariance_tradeoffs.theory.examples.is_invariance_example`;
+    ``f(x) != O(x)``; ``"invariance"``: :func:`~theory.examples.is_invariance_example`;
     ``"not_robust"``: ``f(x') != f(x)``.
 
     Returns
@@ -401,7 +400,7 @@ def check_good_at(
 ) -> GoodnessReport:
     """Check goodness of ``(distance, eps)`` on the region ``X`` by computing margins.
 
-    Use it with :class:`~invariance_tradeoffs.theory.distances.ClassifierInducedDistance`: when ``f == O`` on
+    Use it with :class:`~theory.distances.ClassifierInducedDistance`: when ``f == O`` on
     every input with a class, ``d_f`` is good at every ``eps < lam``.
 
     Examples

@@ -104,7 +104,9 @@ def as_labels(
     Labels are classes ``0 .. n_classes - 1`` or, when ``allow_reject``,
     the reject value :data:`invariance_tradeoffs.theory.oracles.REJECT` (the paper's bottom symbol).
     """
-    from invariance_tradeoffs.theory.oracles import REJECT  # local import: oracles imports this module
+    from invariance_tradeoffs.theory.oracles import (
+        REJECT,  # local import: oracles imports this module
+    )
 
     arr = np.asarray(y)
     if arr.ndim != 1:

@@ -2,7 +2,7 @@
 
 On MNIST, an invariance attack moves a source image towards an image of another class
 within a small distortion budget, and humans then judge whether the true label changed.
-On :class:`~invariance_tradeoffs.theory.toys.glyphs.GlyphDigits` the oracle is known, so the same attacks can
+On :class:`~theory.toys.glyphs.GlyphDigits` the oracle is known, so the same attacks can
 be scored exactly. Both attacks here are *model-free and oracle-free* (like the MNIST
 ones): they see only the source images, their labels and a labelled pool.
 
@@ -29,12 +29,11 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import cdist
-
 from invariance_tradeoffs.simulations.attacks.linf import check_radius, project_linf
-from invariance_tradeoffs.theory.validation import as_batch, as_labels
 from invariance_tradeoffs.theory.oracles import REJECT, predict
 from invariance_tradeoffs.theory.results import proportion_estimate
+from invariance_tradeoffs.theory.validation import as_batch, as_labels
+from scipy.spatial.distance import cdist
 
 __all__ = [
     "other_class_neighbours",

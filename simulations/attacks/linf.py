@@ -4,7 +4,7 @@ An *invariance example* for a source ``x`` of class ``y`` is a point ``x'`` with
 ``||x' - x||_inf <= eps`` whose true (human) class differs from ``y``. The attack needs no
 model:
 
-1. **Alignment** (:mod:`invariance_tradeoffs.simulations.attacks.alignment`): for each class ``c != y``, the
+1. **Alignment** (:mod:`simulations.attacks.alignment`): for each class ``c != y``, the
    nearest training image of class ``c`` to any rotation/translation of ``x``, aligned
    back onto ``x``.
 2. **Projection** (:func:`project_linf`): move ``x`` towards the aligned neighbour ``n``
@@ -20,7 +20,7 @@ With eps = 0.3 on the authors' 100 test indices this reproduces their released
 
 Example
 -------
->>> from invariance_tradeoffs.simulations.data.mnist import load_mnist                     # doctest: +SKIP
+>>> from invariance_tradeoffs.simulations.data.mnist import load_mnist  # doctest: +SKIP
 >>> train, test = load_mnist("train"), load_mnist("test")           # doctest: +SKIP
 >>> attack = LinfInvarianceAttack(train.images, train.labels, eps=0.3)  # doctest: +SKIP
 >>> result = attack.run(test.images[:5], test.labels[:5])             # doctest: +SKIP
@@ -34,7 +34,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.attacks.alignment import (
     TRANSFORM_GRID,
     AlignmentResult,
@@ -234,7 +233,7 @@ class LinfAttackResult:
     alignment: AlignmentResult | None = None
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays for :func:`invariance_tradeoffs.simulations.attacks.runs.run_attack` (core keys + extras)."""
+        """Arrays for :func:`simulations.attacks.runs.run_attack` (core keys + extras)."""
         out = {
             "sources": self.sources,
             "source_labels": self.source_labels,
@@ -313,7 +312,7 @@ class LinfInvarianceAttack:
     selection : "least_ink" or callable
         Target selection rule (lowest score wins).
     grid : ndarray (m, 3)
-        Alignment transforms (default :data:`~invariance_tradeoffs.simulations.attacks.alignment.TRANSFORM_GRID`).
+        Alignment transforms (default :data:`~simulations.attacks.alignment.TRANSFORM_GRID`).
     n_components : int
         Lower-bound dimension of the exact search (speed only).
     n_jobs : int

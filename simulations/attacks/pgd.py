@@ -4,12 +4,12 @@ PGD searches the threat set ``B(x, eps) ∩ [0, 1]^d`` for a *sensitivity* examp
 input the model labels differently from ``y``. Every iterate is projected back into
 the set, so each returned point is a valid perturbation. PGD accuracy (the share of
 samples on which no restart succeeds) is an *upper* bound on the model's robust
-accuracy on that sample; certification (:mod:`invariance_tradeoffs.simulations.certification`) gives the
+accuracy on that sample; certification (:mod:`simulations.certification`) gives the
 lower bound.
 
 :func:`pgd_torch` is the inner loop on torch tensors (also used for adversarial
 training); :func:`pgd_attack` adds restarts, batching and numpy at the boundary;
-:func:`pgd_robust_accuracy` turns the result into a :class:`invariance_tradeoffs.theory.results.Quantity`.
+:func:`pgd_robust_accuracy` turns the result into a :class:`theory.results.Quantity`.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.models.adapters import (
     TorchModel,
     _batches,
@@ -27,8 +26,8 @@ from invariance_tradeoffs.simulations.models.adapters import (
     as_torch_model,
     require_torch,
 )
-from invariance_tradeoffs.theory.validation import as_labels, check_eps
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
+from invariance_tradeoffs.theory.validation import as_labels, check_eps
 
 try:
     import torch

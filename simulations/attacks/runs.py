@@ -338,7 +338,7 @@ def run_attack(
 
 
 def save_run_grid(run: AttackRun, path: str | os.PathLike, *, max_rows: int = 10) -> Path:
-    """Grid of the first ``max_rows`` sources of an :class:`~invariance_tradeoffs.simulations.attacks.runs.AttackRun`.
+    """Grid of the first ``max_rows`` sources of an :class:`~simulations.attacks.runs.AttackRun`.
 
     Columns: source, invariance example and, when the run has it, the aligned target
     neighbour (``extras["neighbours"]``). Rows are labelled ``#index y->target``.

@@ -79,8 +79,8 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
 
 def resolve_indices(args: argparse.Namespace) -> np.ndarray:
     """The MNIST test indices selected by ``--indices`` (and ``--seed``), validated."""
-    from invariance_tradeoffs.simulations.data.published import published_indices
     from invariance_tradeoffs.simulations.attacks.runs import parse_indices
+    from invariance_tradeoffs.simulations.data.published import published_indices
 
     return parse_indices(
         args.indices,
@@ -132,7 +132,12 @@ def run_command(
 
 def _cmd_download(args: argparse.Namespace) -> int:
     from invariance_tradeoffs.simulations.data.mnist import download_mnist
-    from invariance_tradeoffs.simulations.data.release import CITATION, LICENCE, RELEASE_FILES, fetch_release
+    from invariance_tradeoffs.simulations.data.release import (
+        CITATION,
+        LICENCE,
+        RELEASE_FILES,
+        fetch_release,
+    )
 
     progress = not args.no_progress
     folder = download_mnist(args.data_dir, url=args.mnist_url, progress=progress)
@@ -173,12 +178,12 @@ def _cmd_published(args: argparse.Namespace) -> int:
 
 
 def _cmd_linf(args: argparse.Namespace) -> int:
-    from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.attacks.linf import (
         DEFAULT_TARGETS,
         LinfInvarianceAttack,
         check_radius,
     )
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
 
     eps = check_radius(args.eps)
     if args.n_jobs == 0:
@@ -207,13 +212,13 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     import time
 
     from invariance_tradeoffs.simulations.attacks.alignment import NeighbourIndex, align_neighbours
-    from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.attacks.linf import (
         check_radius,
         compare_with_published,
         examples_from_neighbours,
         project_linf,
     )
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import (
         load_npy,
         load_published_examples,
@@ -364,7 +369,8 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         action="append",
         required=True,
         metavar="NAME",
-        help="zoo model name (see invariance_tradeoffs.simulations.models.zoo.CONFIGS) or a saved model "
+        help="zoo model name (see `tradeoffs mnist evaluate --help`, models.zoo.CONFIGS) or a "
+        "saved model "
         "file (.pt/.npz); repeat for several models",
     )
     add_data_args(p)
@@ -408,8 +414,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from invariance_tradeoffs.simulations.evaluation.agreement import PGDSettings, evaluate_models, summary_table
     from invariance_tradeoffs.simulations.data.published import load_published_examples
+    from invariance_tradeoffs.simulations.evaluation.agreement import (
+        PGDSettings,
+        evaluate_models,
+        summary_table,
+    )
     from invariance_tradeoffs.simulations.models.zoo import load_or_train, load_saved
 
     if args.n_test < 0:

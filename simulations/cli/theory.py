@@ -20,7 +20,6 @@ import json
 from typing import Any
 
 import numpy as np
-
 from invariance_tradeoffs.theory.toys import FAMILIES, family_defaults, get_family
 
 __all__ = ["add_parser", "parse_params", "good_radius_report", "ceiling_report",
@@ -52,7 +51,7 @@ def good_radius_report(family: str, norm: str, params: dict | None = None) -> di
     """JSON-friendly good radius of ``family`` under ``norm``.
 
     Keys: ``family``, ``norm``, ``params`` (all parameters, defaults filled in) and the
-    fields of :meth:`invariance_tradeoffs.theory.results.Quantity.to_dict` (``value``, ``kind``, ``method``,
+    fields of :meth:`theory.results.Quantity.to_dict` (``value``, ``kind``, ``method``,
     ``side``, ``low``, ``high``, ``confidence``, ``n``, ``extra``).
     """
     fam = get_family(family, **(params or {}))

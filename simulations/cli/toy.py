@@ -14,7 +14,11 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from invariance_tradeoffs.simulations.experiments.toy.experiments import EXPERIMENTS, ExperimentResult, ToyConfig
+from invariance_tradeoffs.simulations.experiments.toy.experiments import (
+    EXPERIMENTS,
+    ExperimentResult,
+    ToyConfig,
+)
 from invariance_tradeoffs.simulations.experiments.toy.tables import write_table
 
 __all__ = ["add_parser", "run_experiments"]

@@ -1,7 +1,7 @@
 """The authors' released invariance examples (Tramer et al., ICML 2020), with human labels.
 
 The release (``invariance_examples/`` in the authors' repository, located and verified by
-:mod:`invariance_tradeoffs.simulations.data.release`) stores each set as a pair ``<name>.npy`` (N, 28, 28)
+:mod:`simulations.data.release`) stores each set as a pair ``<name>.npy`` (N, 28, 28)
 images + ``<name>_labels.npy`` (N,) human labels, and the MNIST **test** indices of the
 source images in ``indexs.npy`` (manual set: ``linf/manual_indexs.npy``). Known sets:
 
@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.release import (
     EXAMPLES_PREFIX,
@@ -354,7 +353,7 @@ def load_published_examples(
     ----------
     root : path, optional
         A folder holding the release (its own layout or ``excessive-invariance/``; see
-        :mod:`invariance_tradeoffs.simulations.data.release`). Defaults to ``$INVARIANCE_TRADEOFFS_DATA``,
+        :mod:`simulations.data.release`). Defaults to ``$INVARIANCE_TRADEOFFS_DATA``,
         then the cache directory.
     data_dir : path, optional
         Where MNIST is found (for the source images and original labels).
@@ -362,7 +361,7 @@ def load_published_examples(
         Slack on the radius (in [0, 1] pixel units) when counting violations. The
         default only absorbs float rounding; uint8 storage can add up to 1/255.
     download : bool, optional
-        Fetch the known sets' missing files (:func:`invariance_tradeoffs.simulations.data.release.fetch_release`).
+        Fetch the known sets' missing files (:func:`simulations.data.release.fetch_release`).
         Default: only when the release is looked up in the cache directory.
     verify : bool
         Check the known sets' files against the release's SHA256 (default). ``False``

@@ -6,7 +6,7 @@ human labels and the aligned neighbours of their l-inf attack in the repository
 :data:`RELEASE_FILES` with its size and SHA256 at commit :data:`RELEASE_COMMIT`; a file
 that does not match is never read.
 
-Where the files are looked up (same order as MNIST, :func:`invariance_tradeoffs.simulations.data.mnist.data_root`):
+Where the files are looked up (same order as MNIST, :func:`simulations.data.mnist.data_root`):
 the ``published_dir`` argument (``--published-dir``), then ``$INVARIANCE_TRADEOFFS_DATA``,
 then the per-user cache. Under that root, the *release folder* is the first of
 ``excessive-invariance/``, ``Excessive-Invariance/`` or the root itself that holds a

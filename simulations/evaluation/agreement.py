@@ -37,10 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.models.adapters import ModelAdapter, as_model, to_model_input
-from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_same_length
 from invariance_tradeoffs.theory.results import Quantity, exact, proportion_estimate
+from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_same_length
 
 __all__ = [
     "CERTIFY_SLACK",
@@ -237,7 +236,7 @@ def robustness_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: f
 def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings()) -> dict:
     """All invariance- and sensitivity-side numbers of one model on one published set.
 
-    ``pset`` is a :class:`invariance_tradeoffs.simulations.data.published.PublishedSet` (or anything with
+    ``pset`` is a :class:`simulations.data.published.PublishedSet` (or anything with
     its attributes ``name, norm, radius, sources, examples, original_labels,
     human_labels, distortion``). Certification and PGD apply to l-inf sets only.
     """

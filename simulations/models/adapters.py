@@ -34,7 +34,6 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-
 from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
 
 try:  # optional dependency
@@ -231,7 +230,7 @@ class LinearModel:
     Notes
     -----
     Its worst case over an l-inf ball intersected with ``[0, 1]^784`` has a closed
-    form (:func:`invariance_tradeoffs.simulations.certification.linear_worst_margins`), so its robust
+    form (:func:`simulations.certification.linear_worst_margins`), so its robust
     accuracy is known exactly, not bounded.
     """
 

@@ -21,14 +21,15 @@ Independence (what makes it a proxy rather than another evaluated model):
 - **labels**: trained on MNIST training labels only -- the published human labels are
   used for validation, never for training or model selection.
 
-Members are cached like zoo models (:func:`invariance_tradeoffs.simulations.models.zoo.config_key` of the
+Members are cached like zoo models (:func:`simulations.models.zoo.config_key` of the
 member configuration and the training data; ``torch.save`` of the ``state_dict`` with
 configuration and metrics, loaded with ``weights_only=True``); a cache hit never
 retrains, and an interrupted ensemble resumes at the first missing member.
 
 Examples
 --------
->>> from invariance_tradeoffs.simulations.models.proxy import load_or_train_proxy, validate_proxy  # doctest: +SKIP
+>>> from invariance_tradeoffs.simulations.models.proxy import (  # doctest: +SKIP
+...     load_or_train_proxy, validate_proxy)
 >>> proxy = load_or_train_proxy("proxy-tiny")                               # doctest: +SKIP
 >>> report = validate_proxy(proxy, load_published_examples())               # doctest: +SKIP
 """
@@ -43,10 +44,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-from invariance_tradeoffs.simulations.io import atomic_write
 from invariance_tradeoffs.simulations.evaluation.agreement import agreement_stats
-from invariance_tradeoffs.simulations.models.adapters import TorchModel, require_torch, to_model_input
+from invariance_tradeoffs.simulations.io import atomic_write
+from invariance_tradeoffs.simulations.models.adapters import (
+    TorchModel,
+    require_torch,
+    to_model_input,
+)
 from invariance_tradeoffs.simulations.models.zoo import (
     _select,
     _torch_data,
@@ -54,8 +58,8 @@ from invariance_tradeoffs.simulations.models.zoo import (
     data_fingerprint,
     default_cache_dir,
 )
-from invariance_tradeoffs.theory.validation import as_labels
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
+from invariance_tradeoffs.theory.validation import as_labels
 
 try:
     import torch
@@ -285,7 +289,7 @@ def augment(x: Any, config: ProxyConfig, generator: Any) -> Any:
 class ProxyLabeller:
     """The proxy: mean softmax of the members; ``predict`` is its argmax.
 
-    It follows the model adapter interface (:class:`invariance_tradeoffs.simulations.models.adapters.ModelAdapter`:
+    It follows the model adapter interface (:class:`simulations.models.adapters.ModelAdapter`:
     float32 ``(n, 1, 28, 28)`` in ``[0, 1]``) so it can label anything a model can, and
     :meth:`label_images` accepts uint8 ``(n, 28, 28)`` images.
     """

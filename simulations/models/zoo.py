@@ -43,9 +43,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
-from invariance_tradeoffs.simulations.io import atomic_write, hash_arrays
 from invariance_tradeoffs.simulations.certification import _linear_worst_margins_box, input_box
+from invariance_tradeoffs.simulations.io import atomic_write, hash_arrays
 from invariance_tradeoffs.simulations.models.adapters import (
     N_PIXELS,
     LinearModel,
@@ -732,7 +731,7 @@ def load_or_train(config: TrainConfig | str, *, data_dir: str | os.PathLike | No
                   progress: bool = False) -> TrainedModel:
     """The trained model for ``config`` (a :class:`TrainConfig` or registry name).
 
-    Loads MNIST-train with :func:`invariance_tradeoffs.simulations.data.mnist.load_mnist` to compute the
+    Loads MNIST-train with :func:`simulations.data.mnist.load_mnist` to compute the
     key. With ``train_if_missing=False`` a cache miss raises ``FileNotFoundError``.
     """
     from invariance_tradeoffs.simulations.data.mnist import load_mnist

@@ -3,24 +3,24 @@
 The paper's central measurements are human judgements (21%, 37%, 88% of its invariance
 examples change the human label). This package turns any attack run
 (:func:`invariance_tradeoffs.simulations.attacks.runs.load_run`) or published set
-(:func:`invariance_tradeoffs.simulations.data.published.load_published_examples`) into a labelling study,
+(:func:`simulations.data.published.load_published_examples`) into a labelling study,
 serves it to participants, and reports their labels with the same statistics as the
 published sets.
 
 Modules, one per concept:
 
-- :mod:`~invariance_tradeoffs.simulations.study.design` -- which images, how many labels per image, who labels
+- :mod:`~simulations.study.design` -- which images, how many labels per image, who labels
   what in which (seeded) order, attention checks; :func:`create_study`.
-- :mod:`~invariance_tradeoffs.simulations.study.store` -- the SQLite study file (write-ahead log; the file *is*
+- :mod:`~simulations.study.store` -- the SQLite study file (write-ahead log; the file *is*
   the study: images, plan, tokens (hashed) and every answer).
-- :mod:`~invariance_tradeoffs.simulations.study.app` -- the web application (Starlette, served by uvicorn).
-- :mod:`~invariance_tradeoffs.simulations.study.pages` -- the participant and admin pages (HTML, CSS, JS).
-- :mod:`~invariance_tradeoffs.simulations.study.results` -- counts matrix, majority labels, label-change rate,
+- :mod:`~simulations.study.app` -- the web application (Starlette, served by uvicorn).
+- :mod:`~simulations.study.pages` -- the participant and admin pages (HTML, CSS, JS).
+- :mod:`~simulations.study.results` -- counts matrix, majority labels, label-change rate,
   Fleiss' kappa, attention checks and the exclusion rule.
-- :mod:`~invariance_tradeoffs.simulations.study.exports` -- the authors' release format, CSV, Label Studio.
-- :mod:`~invariance_tradeoffs.simulations.study.client` -- a scripted participant and a server process (pilots,
+- :mod:`~simulations.study.exports` -- the authors' release format, CSV, Label Studio.
+- :mod:`~simulations.study.client` -- a scripted participant and a server process (pilots,
   tests, benchmarks).
-- :mod:`~invariance_tradeoffs.simulations.cli.study` -- ``tradeoffs study create|serve|results|export|...``.
+- :mod:`~simulations.cli.study` -- ``tradeoffs study create|serve|results|export|...``.
 
 The web application and the statistics need the ``[study]`` extra
 (``pip install "invariance-tradeoffs[study]"``); creating a study does not.

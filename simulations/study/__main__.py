@@ -1,5 +1,5 @@
-"""``python -m invariance_tradeoffs.simulations.study ...`` = ``tradeoffs study ...``, without importing the
-other subcommands (a faster start for the server)."""
+"""``python -m invariance_tradeoffs.simulations.study ...`` = ``tradeoffs study ...``,
+without importing the other subcommands (a faster start for the server)."""
 
 import sys
 

@@ -146,9 +146,9 @@ class StudyClient:
 
 
 class ServerProcess:
-    """``tradeoffs study serve STUDY`` (as ``python -m invariance_tradeoffs.simulations.study serve``) in a child
-    process on ``host`` (a free port unless ``port`` is given); a context manager that
-    stops it on exit.
+    """``tradeoffs study serve STUDY`` (as ``python -m invariance_tradeoffs.simulations.study
+    serve``) in a child process on ``host`` (a free port unless ``port`` is given); a
+    context manager that stops it on exit.
 
     The child imports the same ``simulations`` package as this process. ``url`` is
     known once :meth:`start` returns (the server prints it when its socket listens).
@@ -177,7 +177,8 @@ class ServerProcess:
         root = str(Path(invariance_tradeoffs.simulations.__file__).resolve().parents[1])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(
             p for p in (root, os.environ.get("PYTHONPATH")) if p)}
-        cmd = [sys.executable, "-m", "invariance_tradeoffs.simulations.study", "serve", str(self.study),
+        cmd = [sys.executable, "-m", "invariance_tradeoffs.simulations.study", "serve",
+               str(self.study),
                "--host", self.host, "--port", str(self.port), *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                      text=True, env=env, cwd=root)

@@ -35,13 +35,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
+from invariance_tradeoffs.simulations.attacks.runs import AttackRun, parse_indices
 from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
 from invariance_tradeoffs.simulations.data.published import PublishedSet
-from invariance_tradeoffs.simulations.attacks.runs import AttackRun, parse_indices
 from invariance_tradeoffs.simulations.study.store import NewItem, write_study
-from invariance_tradeoffs.theory.validation import as_labels
 from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.validation import as_labels
 
 __all__ = [
     "CreatedStudy",
@@ -154,7 +153,7 @@ def _eps_token(eps: float) -> str:
 def release_name(norm: str | None, eps: float | None, label: str = "study") -> str:
     """Name of a labelled set in the release format: ``<norm>/<label>[_eps<digits>]``.
 
-    :func:`invariance_tradeoffs.simulations.data.published.load_published_examples` reads the norm from the
+    :func:`simulations.data.published.load_published_examples` reads the norm from the
     folder and the radius from ``epsDD`` back out of this name.
 
     >>> release_name("linf", 0.3)
@@ -217,7 +216,7 @@ def items_from_published(pset: PublishedSet) -> StudyItems:
 
 def select_items(items: StudyItems, spec: str | None, seed: int | None) -> StudyItems:
     """The examples at positions ``spec`` (``'A:B'``, ``'random:N'`` with ``seed``,
-    ``'i,j,k'``; see :func:`invariance_tradeoffs.simulations.attacks.runs.parse_indices`); all when None."""
+    ``'i,j,k'``; see :func:`simulations.attacks.runs.parse_indices`); all when None."""
     if spec is None:
         return items
     try:

@@ -2,7 +2,7 @@
 
 Everything is a constant or rendered from the study with :func:`html.escape`; no page
 reads a file. The participant page is one HTML shell whose script asks the JSON API
-(:mod:`invariance_tradeoffs.simulations.study.app`) for the current state; it never learns more than the
+(:mod:`simulations.study.app`) for the current state; it never learns more than the
 current image (a PNG) and the progress.
 """
 
@@ -207,7 +207,7 @@ def admin_html(title: str, token: str, summary: str, participants: list[dict],
                items: list[dict]) -> str:
     """The admin page: progress per participant and per image, and the export links.
 
-    ``participants``: dicts of :meth:`invariance_tradeoffs.simulations.study.results.StudyResults.participants`;
+    ``participants``: dicts of :meth:`simulations.study.results.StudyResults.participants`;
     ``items``: dicts with ``id, kind, position, source_index, planned, received``.
     """
     base = f"/admin/{escape(token)}"

@@ -12,7 +12,7 @@ attention checks:
 - per example, the share of REJECT answers and the share agreeing with the source label;
 - the **label-change rate** (majority label differs from the source's MNIST label, REJECT
   counting as a change, as in the paper) with a Clopper-Pearson interval
-  (:func:`invariance_tradeoffs.theory.results.proportion_estimate`); likewise the rate at which the majority
+  (:func:`theory.results.proportion_estimate`); likewise the rate at which the majority
   is the attack's target, and the agreement with the published human labels;
 - **Fleiss' kappa** (:func:`statsmodels.stats.inter_rater.fleiss_kappa`) over the examples
   that have the most common number of labels (Fleiss' kappa needs the same number of
@@ -26,11 +26,10 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.study.store import NO_REFERENCE, StudyData
-from invariance_tradeoffs.theory.validation import as_labels
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
+from invariance_tradeoffs.theory.validation import as_labels
 
 __all__ = [
     "N_COLUMNS",

@@ -46,7 +46,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
 from invariance_tradeoffs.theory.oracles import REJECT
 
 __all__ = [
@@ -164,7 +163,7 @@ def connect(path: str | os.PathLike) -> sqlite3.Connection:
     Parameters
     ----------
     path : path
-        The study file written by :func:`invariance_tradeoffs.simulations.study.design.create_study`.
+        The study file written by :func:`simulations.study.design.create_study`.
 
     Raises
     ------

@@ -1,6 +1,6 @@
 """Toy distributions with exact oracles, margins, good radii and ceilings.
 
-Every family implements :class:`~invariance_tradeoffs.theory.toys.base.ToyFamily`. :data:`FAMILIES` maps a
+Every family implements :class:`~theory.toys.base.ToyFamily`. :data:`FAMILIES` maps a
 family name (as used by ``tradeoffs theory --family NAME``) to a factory whose keyword
 arguments are the family's parameters, all with defaults; :func:`get_family` builds one.
 

@@ -1,7 +1,7 @@
 """Shared machinery of the toy families: parameter checks, norm names, a common base.
 
 Every family derives from :class:`ToyBase`, which implements the validating parts of
-:class:`~invariance_tradeoffs.theory.toys.base.ToyFamily` (batch and norm checks, seeding, the Monte Carlo
+:class:`~theory.toys.base.ToyFamily` (batch and norm checks, seeding, the Monte Carlo
 ceiling estimate) and leaves the mathematics to ``_draw``, ``_oracle``, ``_margin``,
 ``_good_radius`` and ``_ceiling``.
 """
@@ -14,13 +14,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
-
-from invariance_tradeoffs.theory.validation import as_batch, check_eps
 from invariance_tradeoffs.theory.distances import get_distance
 from invariance_tradeoffs.theory.oracles import oracle_labels
 from invariance_tradeoffs.theory.results import Quantity
 from invariance_tradeoffs.theory.toys.base import ToyFamily
+from invariance_tradeoffs.theory.validation import as_batch, check_eps
+from scipy import stats
 
 __all__ = [
     "ToyBase",
@@ -210,7 +209,7 @@ class ToyBase(ToyFamily):
         return oracle_labels(self._oracle(X), n_classes=self.n_classes, n=X.shape[0])
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
-        """The family is itself an oracle (``n_classes`` + call), see :mod:`invariance_tradeoffs.theory.oracles`."""
+        """The family is itself an oracle (``n_classes`` + call), see :mod:`theory.oracles`."""
         return self.oracle(X)
 
     def margin(self, X: np.ndarray, norm: str) -> np.ndarray:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
-
 from invariance_tradeoffs.theory.results import Quantity
 
 __all__ = ["ToyFamily"]
@@ -62,8 +61,8 @@ class ToyFamily(ABC):
 
     def ceiling(self, eps: float, norm: str) -> Quantity:
         """P_D[r_O(x) > eps] at one radius, as an exact :class:`Quantity`."""
-        from invariance_tradeoffs.theory.validation import check_eps
         from invariance_tradeoffs.theory.results import exact
+        from invariance_tradeoffs.theory.validation import check_eps
 
         eps = check_eps(eps)
         value = float(self.ceiling_curve(np.array([eps]), norm)[0])

@@ -1,7 +1,7 @@
 """Finite domains: an explicit oracle table, a probability vector, exhaustive exact answers.
 
 The input space is a finite set of points (e.g. every binary ``h x w`` image). The oracle
-is a table (:class:`invariance_tradeoffs.theory.oracles.TableOracle`), D a probability vector over the table,
+is a table (:class:`theory.oracles.TableOracle`), D a probability vector over the table,
 and every quantity is computed by exhaustive search over the whole domain:
 
 * margins ``r_O(x) = min{d(x, z) : z in domain, O(z) a class != O(x)}`` (pairwise
@@ -20,16 +20,24 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
-
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_n_classes
 from invariance_tradeoffs.theory.distances import get_distance
 from invariance_tradeoffs.theory.examples import in_ball, row_blocks
-from invariance_tradeoffs.theory.margins import ceiling_from_margins, good_radius_from_margins, oracle_margin
+from invariance_tradeoffs.theory.margins import (
+    ceiling_from_margins,
+    good_radius_from_margins,
+    oracle_margin,
+)
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import ToyBase, check_int, check_probabilities, check_real
+from invariance_tradeoffs.theory.toys._common import (
+    ToyBase,
+    check_int,
+    check_probabilities,
+    check_real,
+)
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_n_classes
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
 
 __all__ = ["FiniteDomain", "RobustOptimal", "binary_images", "BINARY_RULES"]
 

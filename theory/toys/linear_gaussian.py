@@ -16,8 +16,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
-from invariance_tradeoffs.theory.validation import as_batch
 from invariance_tradeoffs.theory.distances import dual_exponent
 from invariance_tradeoffs.theory.results import Quantity, exact
 from invariance_tradeoffs.theory.toys._common import (
@@ -28,6 +26,7 @@ from invariance_tradeoffs.theory.toys._common import (
     check_real,
     check_vector,
 )
+from invariance_tradeoffs.theory.validation import as_batch
 
 __all__ = ["LinearGaussian", "linear_margin", "linear_oracle_labels", "dual_norm"]
 

@@ -24,9 +24,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import ToyBase, check_int, check_probabilities, water_level
+from invariance_tradeoffs.theory.toys._common import (
+    ToyBase,
+    check_int,
+    check_probabilities,
+    water_level,
+)
 
 __all__ = ["ConcentricSpheres", "lp_distance_to_ball", "lp_distance_to_exterior"]
 

@@ -24,8 +24,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
-
 from invariance_tradeoffs.theory.results import Quantity, bound, exact
 from invariance_tradeoffs.theory.toys._common import (
     ToyBase,
@@ -35,7 +33,12 @@ from invariance_tradeoffs.theory.toys._common import (
     check_seed,
     check_vector,
 )
-from invariance_tradeoffs.theory.toys.linear_gaussian import dual_norm, linear_margin, linear_oracle_labels
+from invariance_tradeoffs.theory.toys.linear_gaussian import (
+    dual_norm,
+    linear_margin,
+    linear_oracle_labels,
+)
+from scipy import stats
 
 __all__ = ["Tsipras", "TsiprasCheck", "tsipras_bound"]
 

@@ -14,7 +14,7 @@ paper builds them without any model:
    target class.
 
 The paper's step 4 asks humans; here the decision is a pluggable *judge*
-(:mod:`invariance_tradeoffs.simulations.attacks.l0.judges`), by default a kNN vote over the binarised training
+(:mod:`simulations.attacks.l0.judges`), by default a kNN vote over the binarised training
 set, which is independent of every model the project evaluates.
 
 Search (step 2). Transforming all 60000 training images for every candidate transform
@@ -40,8 +40,8 @@ transformed the whole training set each time). Instead:
   size of the smallest accepted edit. If no alignment yields an accepted edit, the
   search is repeated once with ``n_keep_retry`` alignments.
 
-With :class:`~invariance_tradeoffs.simulations.attacks.l0.judges.KNNJudge` the subset search never forms the
-edited images: :meth:`~invariance_tradeoffs.simulations.attacks.l0.judges.KNNJudge.edits` gives the exact kNN
+With :class:`~simulations.attacks.l0.judges.KNNJudge` the subset search never forms the
+edited images: :meth:`~simulations.attacks.l0.judges.KNNJudge.edits` gives the exact kNN
 vote of every union of clusters from per-cluster distance contributions.
 
 A target class the judge already reads the *source* as is not tried (an edit would get
@@ -53,7 +53,7 @@ does not depend on which other sources are attacked or in what order.
 
 Example
 -------
->>> from invariance_tradeoffs.simulations.data.mnist import load_mnist                    # doctest: +SKIP
+>>> from invariance_tradeoffs.simulations.data.mnist import load_mnist  # doctest: +SKIP
 >>> train, test = load_mnist("train"), load_mnist("test")           # doctest: +SKIP
 >>> attack = L0InvarianceAttack(train.images, train.labels)         # doctest: +SKIP
 >>> res = attack.attack(test.images[159], int(test.labels[159]), key=159)  # doctest: +SKIP
@@ -73,9 +73,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import ndimage
-from scipy.stats import qmc
-
 from invariance_tradeoffs.simulations.attacks.l0.judges import (
     Judge,
     KNNJudge,
@@ -86,8 +83,10 @@ from invariance_tradeoffs.simulations.attacks.l0.judges import (
     reads_as,
 )
 from invariance_tradeoffs.simulations.attacks.linf import DEFAULT_TARGETS
-from invariance_tradeoffs.theory.validation import as_labels
 from invariance_tradeoffs.theory.oracles import REJECT
+from invariance_tradeoffs.theory.validation import as_labels
+from scipy import ndimage
+from scipy.stats import qmc
 
 __all__ = [
     "BUDGETS",
@@ -687,7 +686,7 @@ class L0Run:
     results: list[L0Result]
 
     def as_arrays(self) -> dict[str, np.ndarray]:
-        """Arrays for :func:`invariance_tradeoffs.simulations.attacks.runs.run_attack`, one row per source.
+        """Arrays for :func:`simulations.attacks.runs.run_attack`, one row per source.
 
         Core: ``sources, source_labels, examples, targets, distortion`` (binarised l0;
         NaN where the attack failed, whose target is ``REJECT``); extras:
@@ -1308,7 +1307,7 @@ class L0InvarianceAttack:
 
 def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: str = "default",
                  **kwargs: Any) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], dict]:
-    """The l0 attack as a batch function for :func:`invariance_tradeoffs.simulations.attacks.runs.run_attack`.
+    """The l0 attack as a batch function for :func:`simulations.attacks.runs.run_attack`.
 
     ``train`` / ``test`` are MNIST splits (``.images``, ``.labels``); the attack aligns
     the first ``n_train`` training images (``None``: all) with the search budget
@@ -1376,7 +1375,7 @@ def summarize_run(run: Any) -> str:
 
 
 def add_l0_parser(attack_subparsers: argparse._SubParsersAction) -> None:
-    """Register ``tradeoffs mnist attack l0`` (called by :mod:`invariance_tradeoffs.simulations.cli.mnist`)."""
+    """Register ``tradeoffs mnist attack l0`` (called by :mod:`simulations.cli.mnist`)."""
     from invariance_tradeoffs.simulations.cli.mnist import add_data_args, add_run_args
 
     p = attack_subparsers.add_parser(

@@ -7,7 +7,7 @@ classifier's. A judge is any callable
 
 taking a batch of images of shape ``(n, 28, 28)`` with pixel values in ``[0, 1]`` and
 returning either class probabilities of shape ``(n, n_classes)`` or integer labels of
-shape ``(n,)`` (:data:`invariance_tradeoffs.theory.oracles.REJECT` allowed). :func:`reads_as` turns either
+shape ``(n,)`` (:data:`theory.oracles.REJECT` allowed). :func:`reads_as` turns either
 form into the decision "image ``i`` reads as class ``c``".
 
 The default judge, :class:`KNNJudge`, is a k-nearest-neighbour vote over the
@@ -30,7 +30,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-
 from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
 
 __all__ = [
@@ -95,7 +94,7 @@ def judge_probabilities(
 ) -> np.ndarray:
     """Call ``judge`` and return its verdict as class probabilities ``(n, n_classes)``.
 
-    Labels are turned into one-hot rows; :data:`~invariance_tradeoffs.theory.oracles.REJECT` becomes an
+    Labels are turned into one-hot rows; :data:`~theory.oracles.REJECT` becomes an
     all-zero row (reads as no class).
 
     Raises

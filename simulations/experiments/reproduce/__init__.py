@@ -4,7 +4,7 @@ Stages (each writes ``<out>/stages/<stage>.json`` as soon as it finishes; a reru
 the same configuration reuses finished stages, so an interrupted run resumes):
 
 1. ``toy`` -- the toy experiments' summary: good radii and the trade-off curves
-   (:mod:`invariance_tradeoffs.simulations.experiments.toy.experiments`; ``ToyConfig.small()`` with ``--quick``);
+   (:mod:`simulations.experiments.toy.experiments`; ``ToyConfig.small()`` with ``--quick``);
 2. ``published`` -- the published human-labelled sets found, their label-change rates
    (computed) beside the paper's (quoted), and the ceilings;
 3. ``models`` -- the model zoo, loaded from the cache (trained when missing unless
@@ -32,7 +32,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.evaluation.agreement import _jsonable
 
 __all__ = ["ReproduceConfig", "MAIN", "QUICK", "FULL", "PRESETS", "PUBLISHED_RATES",
@@ -67,7 +66,7 @@ class ReproduceConfig:
     models : tuple of str
         Zoo configuration names (:data:`invariance_tradeoffs.simulations.models.zoo.CONFIGS`).
     proxy : str
-        Proxy configuration name (:data:`invariance_tradeoffs.simulations.models.proxy.PROXY_CONFIGS`).
+        Proxy configuration name (:data:`simulations.models.proxy.PROXY_CONFIGS`).
     n_sources : int or None
         Published source images attacked (the first ``n_sources``; ``None``: all).
     attack_eps : tuple of float
@@ -91,7 +90,7 @@ class ReproduceConfig:
         Published sources the model-free l0 attack runs on (the first ``l0_sources``;
         ``None``: all; ``0``: skip the l0 stage).
     l0_budget : {"default", "fast"}
-        Search budget of the l0 attack (:data:`invariance_tradeoffs.simulations.attacks.l0.attack.BUDGETS`).
+        Search budget of the l0 attack (:data:`simulations.attacks.l0.attack.BUDGETS`).
     l0_train_subset : int or None
         The l0 attack aligns the first ``l0_train_subset`` training images (``None``: all).
     """
@@ -255,7 +254,12 @@ class _Stages:
 
 # --------------------------------------------------------------------------- stages
 def _toy_stage(config: ReproduceConfig, out: Path) -> dict:
-    from invariance_tradeoffs.simulations.experiments.toy.experiments import DEFAULT_TRADEOFFS, ToyConfig, good_norms, tradeoff
+    from invariance_tradeoffs.simulations.experiments.toy.experiments import (
+        DEFAULT_TRADEOFFS,
+        ToyConfig,
+        good_norms,
+        tradeoff,
+    )
     from invariance_tradeoffs.simulations.experiments.toy.tables import write_table
 
     toy = ToyConfig.small() if config.toy == "small" else ToyConfig(progress=False)
@@ -345,10 +349,13 @@ def _attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: d
                   data_dir: Any, published_dir: Any, n_jobs: int, cache_dir: Any = None
                   ) -> tuple[dict, dict]:
     from invariance_tradeoffs.simulations.attacks.alignment import align_neighbours_cached
+    from invariance_tradeoffs.simulations.attacks.linf import (
+        compare_with_published,
+        examples_from_neighbours,
+    )
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
-    from invariance_tradeoffs.simulations.attacks.linf import compare_with_published, examples_from_neighbours
-    from invariance_tradeoffs.simulations.models.proxy import proxy_estimate
     from invariance_tradeoffs.simulations.data.published import load_npy, published_indices
+    from invariance_tradeoffs.simulations.models.proxy import proxy_estimate
     from invariance_tradeoffs.simulations.models.zoo import default_cache_dir
 
     idx = published_indices(published_dir)
@@ -399,8 +406,8 @@ def _attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: d
 
 def _runs_stage(paths: tuple[str, ...], proxy: Any, validation: dict) -> dict:
     """Proxy estimates of the label-change rate of saved attack runs (any attack)."""
-    from invariance_tradeoffs.simulations.models.proxy import proxy_estimate
     from invariance_tradeoffs.simulations.attacks.runs import load_run
+    from invariance_tradeoffs.simulations.models.proxy import proxy_estimate
 
     out = {}
     for path in paths:
@@ -422,10 +429,14 @@ def _l0_stage(config: ReproduceConfig, out: Path, proxy: Any, validation: dict,
               data_dir: Any, published_dir: Any, n_jobs: int, progress: bool) -> dict:
     """The model-free l0 attack on the published sources (resumable run in ``out/runs``),
     its l0 sizes and the proxy's estimate of its label-change rate."""
-    from invariance_tradeoffs.simulations.data.mnist import load_mnist
-    from invariance_tradeoffs.simulations.attacks.l0.attack import batch_attack, run_medians, summarize_run
-    from invariance_tradeoffs.simulations.data.published import published_indices
+    from invariance_tradeoffs.simulations.attacks.l0.attack import (
+        batch_attack,
+        run_medians,
+        summarize_run,
+    )
     from invariance_tradeoffs.simulations.attacks.runs import run_attack
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.data.published import published_indices
 
     idx = published_indices(published_dir)
     if config.l0_sources is not None:
@@ -910,9 +921,8 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
 
     Returns the collected results (what the report is made of).
     """
-    from joblib import effective_n_jobs
-
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
     from invariance_tradeoffs.simulations.models.proxy import (
         PROXY_CONFIGS,
         ink_threshold_sweep,
@@ -920,7 +930,7 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
         proxy_ranking,
         validate_proxy,
     )
-    from invariance_tradeoffs.simulations.data.published import load_published_examples
+    from joblib import effective_n_jobs
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,9 +26,8 @@ tests.
 from __future__ import annotations
 
 import numpy as np
-
-from invariance_tradeoffs.theory.validation import as_batch, check_eps
 from invariance_tradeoffs.theory.examples import in_ball
+from invariance_tradeoffs.theory.validation import as_batch, check_eps
 
 __all__ = [
     "halfspace_distance",
@@ -280,7 +279,7 @@ def linear_example_distances(X: np.ndarray, w: np.ndarray, b: float, u: np.ndarr
 
 
 def linear_robust_accuracies(dist: LinearExampleDistances, eps: float) -> dict[str, float]:
-    """The shares of :data:`invariance_tradeoffs.theory.robust_accuracy.MASKS` at radius ``eps`` (exact).
+    """The shares of :data:`theory.robust_accuracy.MASKS` at radius ``eps`` (exact).
 
     Uses the same closed-ball convention as :func:`invariance_tradeoffs.theory.examples.in_ball`:
 

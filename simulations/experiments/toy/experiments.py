@@ -26,21 +26,25 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from joblib import Parallel, delayed
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
-
-from invariance_tradeoffs.simulations.experiments.toy.search import attack_report, invariance_candidates
-from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances, linear_robust_accuracies
 from invariance_tradeoffs.simulations.attacks.glyph import (
     l0_invariance_attack,
     linf_invariance_attack,
     score_attack,
 )
+from invariance_tradeoffs.simulations.experiments.toy.exact_linear import (
+    linear_example_distances,
+    linear_robust_accuracies,
+)
+from invariance_tradeoffs.simulations.experiments.toy.search import (
+    attack_report,
+    invariance_candidates,
+)
 from invariance_tradeoffs.simulations.experiments.toy.tables import Row
-from invariance_tradeoffs.simulations.experiments.toy.training import LinearClassifier, fit_adversarial_mlp, fit_robust_linear
+from invariance_tradeoffs.simulations.experiments.toy.training import (
+    LinearClassifier,
+    fit_adversarial_mlp,
+    fit_robust_linear,
+)
 from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,
@@ -55,7 +59,18 @@ from invariance_tradeoffs.theory.oracles import REJECT, predict
 from invariance_tradeoffs.theory.results import proportion_estimate
 from invariance_tradeoffs.theory.robust_accuracy import MASKS, robustness_report
 from invariance_tradeoffs.theory.theorem import check_nn_direction, covering_radius
-from invariance_tradeoffs.theory.toys import FAMILIES, FiniteDomain, ToyFamily, binary_images, get_family
+from invariance_tradeoffs.theory.toys import (
+    FAMILIES,
+    FiniteDomain,
+    ToyFamily,
+    binary_images,
+    get_family,
+)
+from joblib import Parallel, delayed
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
 
 __all__ = [
     "ToyConfig",
@@ -359,7 +374,7 @@ def alignment(families: Sequence[str] | None = None,
 def linear_oracle(fam: ToyFamily) -> tuple[np.ndarray, float] | None:
     """``(u, c)`` with ``O(x) = [u.x + c > 0]`` when the family's oracle is linear, else None.
 
-    Adapter over the families of :mod:`invariance_tradeoffs.theory.toys` (their attributes differ), checked
+    Adapter over the families of :mod:`theory.toys` (their attributes differ), checked
     against the oracle on a sample so that a mismatch cannot go unnoticed.
     """
     from invariance_tradeoffs.theory.toys import LinearGaussian, OverlyRobustFeature, Tsipras
@@ -456,7 +471,7 @@ def tradeoff(specs: Sequence[TradeoffSpec] | None = None,
     For each spec and each radius ``eps`` of a grid from 0 to ``eps_max``: train a
     classifier robust at ``eps`` (exact worst-case training for ``linear``; PGD
     adversarial training of an MLP for ``mlp``), then measure on a test sample the shares
-    of :data:`invariance_tradeoffs.theory.robust_accuracy.MASKS` at the same ``eps`` -- exactly for linear
+    of :data:`theory.robust_accuracy.MASKS` at the same ``eps`` -- exactly for linear
     models (the oracles are linear), by attack for MLPs (``method`` says which) -- next
     to the ceiling ``P_D[r_O > eps]`` and the good radius.
 
@@ -578,7 +593,7 @@ def _invariance_arrow(fam: ToyFamily, Xt: np.ndarray, clf: LinearClassifier, eps
     """An invariance example of ``clf`` within ``eps``: cross ``x1 = 0``, keep ``x2``.
 
     Takes the test input nearest ``eps / 2`` from the boundary and moves ``x1`` to
-    ``-0.05 sign(x1)``; returned only if :func:`invariance_tradeoffs.theory.examples.is_invariance_example`
+    ``-0.05 sign(x1)``; returned only if :func:`theory.examples.is_invariance_example`
     confirms it.
     """
     order = np.argsort(np.abs(np.abs(Xt[:, 0]) - eps / 2))
@@ -603,7 +618,7 @@ def glyph_attacks(config: ToyConfig | None = None, *,
 
     Two models are attacked: a standard MLP and one adversarially trained at l-inf
     ``robust_eps`` (beyond the glyphs' l-inf good radius 0.15). For each l-inf radius
-    and l0 budget, the model-free attacks of :mod:`invariance_tradeoffs.simulations.attacks.glyph` are
+    and l0 budget, the model-free attacks of :mod:`simulations.attacks.glyph` are
     run on held-out glyphs; the table gives the shares (95% Clopper-Pearson) whose
     oracle label truly changed, changed to the attack's target, became no digit, and
     for which the model kept its label (invariance success = changed and kept). Also

@@ -1,4 +1,4 @@
-"""Which figure is drawn from which experiment (the drawing is in :mod:`invariance_tradeoffs.simulations.plotting`)."""
+"""Which figure is drawn from which experiment (the drawing is in :mod:`simulations.plotting`)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Attack-based search for sensitivity and invariance examples of a non-linear model.
 
 When neither the classifier nor the oracle has a closed form, the masks of
-:func:`invariance_tradeoffs.theory.robust_accuracy.robustness_report` are computed over a finite candidate set
+:func:`theory.robust_accuracy.robustness_report` are computed over a finite candidate set
 built by two attacks:
 
 * a **sensitivity attack**: PGD on the model's log-loss at the oracle label (and, to test
@@ -15,7 +15,7 @@ built by two attacks:
   (e.g. a change of the one feature the oracle reads, away from all data).
 
 The toy oracle labels every candidate, so a candidate is an example exactly when
-:mod:`invariance_tradeoffs.theory.examples` says so. The search can miss examples: each robust share is an
+:mod:`theory.examples` says so. The search can miss examples: each robust share is an
 estimate of an **upper bound** (``Quantity`` kind ``"estimate"``, method saying so).
 """
 
@@ -24,13 +24,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import cdist
-from sklearn.neural_network import MLPClassifier
-
 from invariance_tradeoffs.simulations.experiments.toy.training import pgd_attack, project_ball
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.robust_accuracy import RobustnessReport, robustness_report
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps
+from scipy.spatial.distance import cdist
+from sklearn.neural_network import MLPClassifier
 
 __all__ = ["invariance_candidates", "ball_probes", "sensitivity_candidates", "attack_report"]
 
@@ -126,7 +125,7 @@ def attack_report(model: MLPClassifier, X: np.ndarray, oracle: Any, *, norm: str
                   pool: np.ndarray, pool_y: np.ndarray, k: int = 5, steps: int = 20,
                   restarts: int = 2, clip: tuple[float, float] | None = None,
                   seed: int = 0) -> RobustnessReport:
-    """The masks of :func:`~invariance_tradeoffs.theory.robust_accuracy.robustness_report` over attack candidates.
+    """The masks of :func:`~theory.robust_accuracy.robustness_report` over attack candidates.
 
     The candidate set is the union of :func:`sensitivity_candidates`,
     :func:`invariance_candidates`, :func:`ball_probes` and ``X`` itself; every candidate

@@ -1,6 +1,6 @@
 """Tidy tables: a list of flat records, written as CSV and JSON side by side.
 
-Every experiment of :mod:`invariance_tradeoffs.simulations.experiments.toy` returns a list of dictionaries, one per row,
+Every experiment of :mod:`simulations.experiments.toy` returns a list of dictionaries, one per row,
 whose values are numbers, strings, booleans or ``None``. :func:`write_table` writes it
 atomically (a temporary file renamed into place), so that an interrupted run never
 leaves a half-written table behind.
@@ -16,7 +16,6 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
-
 from invariance_tradeoffs.simulations.io import atomic_write
 
 __all__ = ["Row", "clean_value", "clean_rows", "write_table", "read_table_json"]
