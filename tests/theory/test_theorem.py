@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,7 +22,6 @@ from invariance_tradeoffs.theory.theorem import (
     verify_lemma_case,
 )
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_core  # noqa: E402
 
 SEEDS = st.integers(0, 2**32 - 1)

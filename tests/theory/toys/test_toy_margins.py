@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import assume, given, settings
@@ -21,7 +18,6 @@ from invariance_tradeoffs.theory.toys import (
 from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
 from invariance_tradeoffs.theory.toys.linear_gaussian import dual_norm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402
 
 NORMS = ("l0", "l1", "l2", "linf")

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 import sympy as sp
 from invariance_tradeoffs.theory import symbolic
 from invariance_tradeoffs.theory.toys import ConcentricSpheres, LinearGaussian, OverlyRobustFeature
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402
 
 

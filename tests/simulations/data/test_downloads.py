@@ -28,7 +28,7 @@ from invariance_tradeoffs.simulations.data.release import RELEASE_FILES, fetch_r
 
 from tests.loopback import LoopbackServer
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture(autouse=True)

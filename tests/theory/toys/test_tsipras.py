@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -13,7 +10,6 @@ from hypothesis.extra.numpy import arrays
 from invariance_tradeoffs.theory.results import proportion_estimate
 from invariance_tradeoffs.theory.toys import Tsipras, tsipras_bound
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs import checks_closed_forms as C  # noqa: E402
 
 params = st.fixed_dictionaries({"d": st.integers(1, 30), "p": st.floats(0.51, 0.99),

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -19,7 +16,6 @@ from invariance_tradeoffs.theory.margins import (
 )
 from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # proofs/ beside theory/
 from proofs.checks_core import random_instance  # noqa: E402
 
 SEEDS = st.integers(0, 2**32 - 1)
