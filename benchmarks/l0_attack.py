@@ -29,6 +29,7 @@ import argparse
 import time
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.attacks.l0.attack import L0InvarianceAttack, warp
 from invariance_tradeoffs.simulations.attacks.l0.judges import binarize
 from invariance_tradeoffs.simulations.data.mnist import load_mnist

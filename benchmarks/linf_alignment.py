@@ -25,6 +25,9 @@ import os
 import time
 
 import numpy as np
+from scipy.ndimage import rotate, shift
+from sklearn.neighbors import NearestNeighbors
+
 from invariance_tradeoffs.simulations.attacks.alignment import (
     TRANSFORM_GRID,
     NeighbourIndex,
@@ -32,8 +35,6 @@ from invariance_tradeoffs.simulations.attacks.alignment import (
 )
 from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.published import find_published_dir, load_npy
-from scipy.ndimage import rotate, shift
-from sklearn.neighbors import NearestNeighbors
 
 
 def baseline_fit(train_images: np.ndarray, train_labels: np.ndarray) -> list:

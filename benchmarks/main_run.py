@@ -64,6 +64,7 @@ def _baseline_epoch(data: Path) -> float:
     from dataclasses import replace
 
     import torch
+
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.models.zoo import get_config, train
 

@@ -26,11 +26,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+from scipy.optimize import linprog
+from threadpoolctl import threadpool_limits
+
 from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances
 from invariance_tradeoffs.theory.margins import ceiling_from_margins
 from invariance_tradeoffs.theory.toys import LinearGaussian, binary_images
-from scipy.optimize import linprog
-from threadpoolctl import threadpool_limits
 
 
 def best_of(fn: Callable[[], object], repeats: int = 3) -> float:

@@ -32,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--steps and --threads must be >= 1")
 
     import torch
+
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.models.zoo import (
         CONFIGS,

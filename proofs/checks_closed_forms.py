@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+from scipy import optimize
+
 from invariance_tradeoffs.theory import symbolic
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.toys import (
@@ -43,7 +45,6 @@ from invariance_tradeoffs.theory.toys import (
 )
 from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
 from invariance_tradeoffs.theory.toys.linear_gaussian import linear_margin
-from scipy import optimize
 
 __all__ = [
     "min_norm_polyhedron",

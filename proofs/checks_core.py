@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,

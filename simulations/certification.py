@@ -21,21 +21,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     TorchModel,
-    _batches,
     as_images,
-    require_torch,
+    batch_slices,
 )
+from invariance_tradeoffs.simulations.optional import F, nn, require_torch, torch
 from invariance_tradeoffs.theory.validation import as_labels, check_eps
-
-try:
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-except ImportError:  # pragma: no cover
-    torch = nn = F = None
 
 __all__ = [
     "input_box",
@@ -107,12 +101,12 @@ def linear_worst_margins(
         raise ValueError(f"bias must have shape ({w.shape[0]},), got {b.shape}")
     y = as_labels(y, "y", n_classes=w.shape[0], length=x.shape[0], allow_reject=False)
     lo, hi = input_box(x, eps)
-    out = _linear_worst_margins_box(w, b, (lo + hi) / 2.0, (hi - lo) / 2.0, y)
+    out = linear_worst_margins_box(w, b, (lo + hi) / 2.0, (hi - lo) / 2.0, y)
     out[np.arange(x.shape[0]), y] = np.inf
     return out
 
 
-def _linear_worst_margins_box(w: np.ndarray, b: np.ndarray, centre: np.ndarray,
+def linear_worst_margins_box(w: np.ndarray, b: np.ndarray, centre: np.ndarray,
                               half: np.ndarray, y: np.ndarray,
                               smoothing: float = 0.0) -> np.ndarray:
     """Unvalidated core of :func:`linear_worst_margins` on a box ``centre +- half``.
@@ -270,7 +264,7 @@ def certify_ibp(model: Any, x: np.ndarray, y: np.ndarray, eps: object,
     e = _per_sample_eps(eps, x.shape[0])
     out = np.empty(x.shape[0], dtype=bool)
     with torch.no_grad():
-        for sl in _batches(x.shape[0], batch_size):
+        for sl in batch_slices(x.shape[0], batch_size):
             up = ibp_margin_upper(
                 tm.module, torch.from_numpy(x[sl]), torch.from_numpy(y[sl]),
                 torch.from_numpy(_float32_up(e[sl])),

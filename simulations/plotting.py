@@ -110,7 +110,7 @@ def _unique(rows: Sequence[Mapping], key: str) -> list:
     return seen
 
 
-def _select(rows: Sequence[Mapping], **match: object) -> list[Mapping]:
+def _select_rows(rows: Sequence[Mapping], **match: object) -> list[Mapping]:
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
@@ -143,7 +143,7 @@ def plot_good_radii(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
     fig, axes = _figure(1, len(norms), height_per_row=0.35 * len(families) + 1.0, sharey=True)
     ypos = {fam: i for i, fam in enumerate(families)}
     for ax, norm in zip(axes[0], norms, strict=True):
-        sub = _select(rows, norm=norm)
+        sub = _select_rows(rows, norm=norm)
         y = np.array([ypos[r["family"]] for r in sub])
         ex = np.array([_num(r["good_radius"]) for r in sub])
         sm = np.array([_num(r["sampled_radius"]) for r in sub])
@@ -180,7 +180,7 @@ def plot_ceiling_curves(rows: Sequence[Mapping], stem: str | Path,
     for i, fam in enumerate(families):
         for j, norm in enumerate(norms):
             ax = axes[i, j]
-            sub = sorted(_select(rows, family=fam, norm=norm), key=lambda r: _num(r["eps"]))
+            sub = sorted(_select_rows(rows, family=fam, norm=norm), key=lambda r: _num(r["eps"]))
             if not sub:
                 ax.axis("off")
                 continue
@@ -228,7 +228,7 @@ def plot_tradeoff_curves(rows: Sequence[Mapping], stem: str | Path,
     nrows = int(np.ceil(len(panels) / ncols))
     fig, axes = _figure(nrows, ncols, height_per_row=2.2)
     for ax, (fam, model, norm) in zip(axes.ravel(), panels, strict=False):
-        sub = sorted(_select(rows, family=fam, model=model, norm=norm),
+        sub = sorted(_select_rows(rows, family=fam, model=model, norm=norm),
                      key=lambda r: _num(r["eps"]))
         eps = np.array([_num(r["eps"]) for r in sub])
         for q in quantities:
@@ -353,7 +353,7 @@ def plot_finite_domain(rows: Sequence[Mapping], stem: str | Path) -> list[Path]:
     ncols = min(4, len(panels))
     fig, axes = _figure(int(np.ceil(len(panels) / ncols)), ncols, height_per_row=2.6)
     for ax, (dom, norm) in zip(axes.ravel(), panels, strict=False):
-        sub = sorted(_select(rows, domain=dom, norm=norm), key=lambda r: _num(r["eps"]))
+        sub = sorted(_select_rows(rows, domain=dom, norm=norm), key=lambda r: _num(r["eps"]))
         eps = [_num(r["eps"]) for r in sub]
         ax.step(eps, [_num(r["optimal_error"]) for r in sub], where="post", marker=".",
                 color="C3", label="error of robust-optimal f (exact)")
@@ -421,7 +421,7 @@ def plot_norm_alignment(rows: Sequence[Mapping], stem: str | Path) -> list[Path]
     nrows = int(np.ceil(len(families) / ncols))
     fig, axes = _figure(nrows, ncols, height_per_row=2.1)
     for ax, fam in zip(axes.ravel(), families, strict=False):
-        sub = _select(rows, family=fam)
+        sub = _select_rows(rows, family=fam)
         names = [str(r["distance"]) for r in sub]
         acc = [_num(r["nn_accuracy"]) for r in sub]
         good = [bool(r["aligned"]) and bool(r["covered"]) for r in sub]

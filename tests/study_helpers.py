@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
 from invariance_tradeoffs.simulations.study import store
 from invariance_tradeoffs.simulations.study.design import (

@@ -16,8 +16,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length
 from scipy.spatial.distance import cdist
+
+from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length
 
 __all__ = [
     "Distance",

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.theory.distances import Distance, get_distance
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle, oracle_labels, predict
 from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_same_length

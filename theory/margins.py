@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.theory.distances import Distance
 from invariance_tradeoffs.theory.examples import (
     as_candidates,

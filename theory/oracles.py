@@ -13,7 +13,8 @@ from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_n_classes
+
+from invariance_tradeoffs.theory.validation import REJECT, as_batch, as_labels, check_n_classes
 
 __all__ = [
     "REJECT",
@@ -24,9 +25,6 @@ __all__ = [
     "predict",
     "oracle_labels",
 ]
-
-#: Label meaning "no class" (the paper's bottom symbol). Never a valid class index.
-REJECT: int = -1
 
 
 @runtime_checkable

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.theory.distances import Distance
 from invariance_tradeoffs.theory.examples import ExampleSearch, find_examples
 from invariance_tradeoffs.theory.margins import check_weights

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import sympy as sp
+
 from invariance_tradeoffs.theory.distances import dual_exponent
 
 __all__ = [

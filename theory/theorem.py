@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.theory.distances import ClassifierInducedDistance, Distance
 from invariance_tradeoffs.theory.examples import (
     as_candidates,

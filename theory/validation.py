@@ -1,7 +1,9 @@
-"""Input validation shared by every public function.
+"""Input validation shared by every public function of the package (scikit-learn's
+``sklearn.utils.validation`` in spirit).
 
-Each check raises ``ValueError`` or ``TypeError`` that names the offending
-argument, so that bad input never broadcasts silently into a wrong answer.
+Each check raises ``ValueError`` or ``TypeError`` that names the offending argument, so
+that bad input never broadcasts silently into a wrong answer. This module sits below
+every other one (it imports nothing from the package), so any layer may use it.
 """
 
 from __future__ import annotations
@@ -11,12 +13,47 @@ import numbers
 import numpy as np
 
 __all__ = [
+    "REJECT",
     "as_batch",
     "as_labels",
     "check_eps",
+    "check_int",
     "check_n_classes",
     "check_same_length",
 ]
+
+
+#: The oracle's reject label (the paper's bottom symbol): "no class", e.g. an input that
+#: is not a digit. Defined here, below every module that checks labels, and re-exported by
+#: :mod:`invariance_tradeoffs.theory.oracles`.
+REJECT: int = -1
+
+
+def check_int(value: object, name: str, *, low: int | None = None,
+              high: int | None = None) -> int:
+    """Return ``value`` as an ``int`` after checking it is an integer in ``[low, high]``.
+
+    Examples
+    --------
+    >>> check_int(3, "steps", low=1)
+    3
+    >>> check_int(0, "steps", low=1)
+    Traceback (most recent call last):
+    ...
+    ValueError: steps must be an integer >= 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        if high is None:
+            span = f">= {low}"
+        elif low is None:
+            span = f"<= {high}"
+        else:
+            span = f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {span}, got {value}")
+    return value
 
 
 def as_batch(
@@ -102,12 +139,8 @@ def as_labels(
     """Return ``y`` as a 1-D int64 label array, checking the label range.
 
     Labels are classes ``0 .. n_classes - 1`` or, when ``allow_reject``,
-    the reject value :data:`invariance_tradeoffs.theory.oracles.REJECT` (the paper's bottom symbol).
+    the reject value :data:`REJECT` (the paper's bottom symbol).
     """
-    from invariance_tradeoffs.theory.oracles import (
-        REJECT,  # local import: oracles imports this module
-    )
-
     arr = np.asarray(y)
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")

@@ -29,11 +29,12 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.spatial.distance import cdist
+
 from invariance_tradeoffs.simulations.attacks.linf import check_radius, project_linf
 from invariance_tradeoffs.theory.oracles import REJECT, predict
 from invariance_tradeoffs.theory.results import proportion_estimate
 from invariance_tradeoffs.theory.validation import as_batch, as_labels
-from scipy.spatial.distance import cdist
 
 __all__ = [
     "other_class_neighbours",

@@ -34,6 +34,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.attacks.alignment import (
     TRANSFORM_GRID,
     AlignmentResult,

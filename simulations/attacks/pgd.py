@@ -18,22 +18,16 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.models.adapters import (
     TorchModel,
-    _batches,
-    _check_batch_size,
     as_images,
     as_torch_model,
-    require_torch,
+    batch_slices,
 )
+from invariance_tradeoffs.simulations.optional import F, require_torch, torch
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
-from invariance_tradeoffs.theory.validation import as_labels, check_eps
-
-try:
-    import torch
-    from torch.nn import functional as F
-except ImportError:  # pragma: no cover
-    torch = F = None
+from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_int
 
 __all__ = ["PGDResult", "default_step_size", "pgd_torch", "pgd_attack", "pgd_robust_accuracy"]
 
@@ -41,12 +35,6 @@ __all__ = ["PGDResult", "default_step_size", "pgd_torch", "pgd_attack", "pgd_rob
 def default_step_size(eps: float, steps: int) -> float:
     """Madry et al.'s rule of thumb ``2.5 * eps / steps``: enough to cross the ball."""
     return 2.5 * eps / steps
-
-
-def _check_positive_int(value: object, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return int(value)
 
 
 def pgd_torch(
@@ -198,9 +186,9 @@ def pgd_attack(
     x = as_images(x)
     y = as_labels(y, "y", n_classes=tm.n_classes, length=x.shape[0], allow_reject=False)
     eps = check_eps(eps)
-    steps = _check_positive_int(steps, "steps")
-    restarts = _check_positive_int(restarts, "restarts")
-    batch_size = _check_batch_size(batch_size)
+    steps = check_int(steps, "steps", low=1)
+    restarts = check_int(restarts, "restarts", low=1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
     step_size = default_step_size(eps, steps) if step_size is None else check_eps(
         step_size, "step_size")
     gen = torch.Generator().manual_seed(int(seed))
@@ -211,7 +199,7 @@ def pgd_attack(
         todo = np.flatnonzero(~success)
         if todo.size == 0:
             break
-        for sl in _batches(todo.size, batch_size):
+        for sl in batch_slices(todo.size, batch_size):
             idx = todo[sl]
             xb = torch.from_numpy(x[idx])
             yb = torch.from_numpy(y[idx])

@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.io import json_default
+
 __all__ = [
     "CORE_KEYS",
     "AttackRun",
@@ -95,19 +97,9 @@ class AttackRun:
         return cls(**{k: arrays[k] for k in CORE_KEYS}, params=params, extras=extras)
 
 
-def _json_default(obj: object) -> object:
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"parameter value {obj!r} is not JSON serialisable")
-
-
 def params_json(params: dict) -> str:
     """Canonical JSON text of a parameter dict (sorted keys)."""
-    return json.dumps(params, sort_keys=True, default=_json_default)
+    return json.dumps(params, sort_keys=True, default=json_default)
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:

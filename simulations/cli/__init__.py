@@ -1,16 +1,23 @@
 """The ``tradeoffs`` command.
 
-Each subcommand lives in its own module that exposes ``add_parser(subparsers)``;
-the module registers its handler with ``parser.set_defaults(func=...)``. Handlers
-take the parsed namespace and return an exit code.
+Each subcommand lives in its own module of this package that exposes
+``add_parser(subparsers)`` and registers its handler with
+``parser.set_defaults(func=...)``; handlers take the parsed namespace and return an exit
+code. Options shared by several commands are spelled and checked in :mod:`.args`.
+
+:func:`main` is the one top-level handler: a usage error, a bad value or a missing file
+is one line on stderr and exit status 2; Ctrl-C says how to resume (exit 130); a closed
+output pipe (``tradeoffs ... | head``) ends quietly.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 # (subcommand module, import path). Modules are imported lazily so that a missing
 # optional dependency (e.g. torch) only affects its own subcommand.
@@ -18,14 +25,22 @@ SUBCOMMANDS: list[str] = [
     "invariance_tradeoffs.simulations.cli.theory",
     "invariance_tradeoffs.simulations.cli.toy",
     "invariance_tradeoffs.simulations.cli.mnist",
-    "invariance_tradeoffs.simulations.experiments.reproduce",
+    "invariance_tradeoffs.simulations.cli.reproduce",
     "invariance_tradeoffs.simulations.cli.study",
 ]
 
 
+class Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line naming the option."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"tradeoffs: error: {message} (`{self.prog} --help` lists the "
+                     "options)\n")
+
+
 def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``tradeoffs`` parser with the subcommands of ``modules`` (default: all)."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="tradeoffs",
         description=(
             "Compute and check the tradeoff between invariance and sensitivity to "
@@ -42,14 +57,28 @@ def main(argv: Sequence[str] | None = None, modules: Sequence[str] | None = None
     """Run ``tradeoffs`` with ``argv``; ``modules`` limits the subcommands imported (a
     lighter start, e.g. ``python -m invariance_tradeoffs.simulations.study``)."""
     parser = build_parser(modules)
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, or a usage error argparse already reported
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 2
     if not hasattr(args, "func"):
         # A group without a leaf subcommand: print that group's help.
         (getattr(args, "_parser", None) or parser).print_help()
         return 0 if args.command is None else 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
+    except KeyboardInterrupt:
+        print("\ntradeoffs: interrupted; rerun the same command to resume (finished work "
+              "is kept)", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): stop quietly, without a second error when
+        # Python flushes stdout at exit.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141
+    except (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
+            PermissionError, IsADirectoryError) as exc:
         print(f"tradeoffs: error: {exc}", file=sys.stderr)
         return 2
 

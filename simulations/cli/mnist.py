@@ -1,133 +1,33 @@
-"""``tradeoffs mnist ...``: MNIST data, the published examples and the invariance attacks.
+"""``tradeoffs mnist ...``: MNIST data, the authors' release, attacks and evaluation.
 
 Commands::
 
-    tradeoffs mnist download [--data-dir DIR]
+    tradeoffs mnist download [--data-dir DIR] [--mnist-url URL] [--release-url URL]
     tradeoffs mnist published [--published-dir DIR] [--data-dir DIR]
     tradeoffs mnist reproduce-linf [--eps 0.3 0.4] [--align] [--n-jobs N]
-    tradeoffs mnist attack linf --eps 0.3 --indices published --out DIR
-    tradeoffs mnist attack l0 ...          (when simulations/mnist/l0_attack.py exists)
-
-Attack subcommands share :func:`add_data_args`, :func:`add_run_args` and
-:func:`run_command`: another attack registers itself by exposing
-``add_l0_parser(attack_subparsers)`` (or, generally, the function named in
-:data:`ATTACK_MODULES`) that builds its parser with these helpers and sets
-``func=handler``; the handler calls :func:`run_command`.
+    tradeoffs mnist attack linf|l0 ...        (see invariance_tradeoffs.simulations.cli.attack)
+    tradeoffs mnist evaluate --model NAME ...
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import importlib.util
-from collections.abc import Callable
 
 import numpy as np
 
-__all__ = [
-    "ATTACK_MODULES",
-    "add_data_args",
-    "add_parser",
-    "add_run_args",
-    "resolve_indices",
-    "run_command",
-]
+from invariance_tradeoffs.simulations.cli import attack
+from invariance_tradeoffs.simulations.cli.args import (
+    add_data_args,
+    add_deprecated_alias,
+    add_jobs,
+    add_progress,
+    add_seed,
+    add_threads,
+    float_in,
+    int_in,
+)
 
-#: Optional attack modules: (module, function adding its parser to ``attack``'s subparsers).
-ATTACK_MODULES: list[tuple[str, str]] = [
-    ("invariance_tradeoffs.simulations.attacks.l0.attack", "add_l0_parser"),
-]
-
-
-def add_data_args(parser: argparse.ArgumentParser, *, published: bool = True) -> None:
-    """``--data-dir`` (and ``--published-dir``), falling back to the env var and cache."""
-    parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        default=None,
-        help="folder holding mnist/ (or the IDX files); default: $INVARIANCE_TRADEOFFS_DATA, "
-        "then the per-user cache directory",
-    )
-    if published:
-        parser.add_argument(
-            "--published-dir",
-            metavar="DIR",
-            default=None,
-            help="folder holding the authors' released examples (excessive-invariance/); "
-            "default: $INVARIANCE_TRADEOFFS_DATA, then the per-user cache directory",
-        )
-
-
-def add_run_args(parser: argparse.ArgumentParser) -> None:
-    """Options shared by every batch attack run (indices, output, batching, progress)."""
-    parser.add_argument(
-        "--indices",
-        default="published",
-        help="MNIST test images to attack: 'published' (the authors' 100), 'A:B', "
-        "'random:N' (with --seed) or 'i,j,k' (default: published)",
-    )
-    parser.add_argument("--seed", type=int, default=None, help="seed for --indices random:N")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    parser.add_argument(
-        "--batch-size", type=int, default=25, help="sources per saved batch (default: 25)"
-    )
-    parser.add_argument(
-        "--n-jobs", type=int, default=1, help="parallel workers (joblib; default: 1)"
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def resolve_indices(args: argparse.Namespace) -> np.ndarray:
-    """The MNIST test indices selected by ``--indices`` (and ``--seed``), validated."""
-    from invariance_tradeoffs.simulations.attacks.runs import parse_indices
-    from invariance_tradeoffs.simulations.data.published import published_indices
-
-    return parse_indices(
-        args.indices,
-        seed=args.seed,
-        published=lambda: published_indices(getattr(args, "published_dir", None)),
-    )
-
-
-def run_command(
-    args: argparse.Namespace,
-    name: str,
-    params: dict,
-    attack: Callable[[np.ndarray], dict[str, np.ndarray]],
-    *,
-    indices: np.ndarray | None = None,
-) -> int:
-    """Run ``attack`` over ``args.indices`` with the shared runner; print a summary.
-
-    ``attack(batch_indices)`` returns the per-source arrays (see
-    :func:`invariance_tradeoffs.simulations.attacks.runs.run_attack`). Pass ``indices`` when already
-    resolved with :func:`resolve_indices` (e.g. to fail fast before loading data).
-    """
-    from invariance_tradeoffs.simulations.attacks.runs import run_attack
-
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if indices is None:
-        indices = resolve_indices(args)
-    run, path = run_attack(
-        attack,
-        indices,
-        args.out,
-        name,
-        {**params, "indices": args.indices, "seed": args.seed},
-        batch_size=args.batch_size,
-        progress=not args.no_progress,
-    )
-    changed = np.bincount(run.targets[run.targets >= 0], minlength=10)
-    print(f"{run.n} invariance examples -> {path} (grid: {path.with_suffix('.png')})")
-    found = np.isfinite(run.distortion)  # NaN marks a source with no example (l0 attack)
-    spread = (f"mean {run.distortion[found].mean():.4g}, max {run.distortion[found].max():.4g}"
-              if found.any() else "no example found")
-    print(
-        f"distortion over the {int(found.sum())} examples found: {spread}; "
-        f"target classes: {dict(enumerate(changed.tolist()))}"
-    )
-    return 0
+__all__ = ["add_parser"]
 
 
 def _cmd_download(args: argparse.Namespace) -> int:
@@ -175,37 +75,6 @@ def _cmd_published(args: argparse.Namespace) -> int:
     for name, why in sets.missing.items():
         print(f"{name:24s} MISSING: {why}")
     return 0
-
-
-def _cmd_linf(args: argparse.Namespace) -> int:
-    from invariance_tradeoffs.simulations.attacks.linf import (
-        DEFAULT_TARGETS,
-        LinfInvarianceAttack,
-        check_radius,
-    )
-    from invariance_tradeoffs.simulations.data.mnist import load_mnist
-
-    eps = check_radius(args.eps)
-    if args.n_jobs == 0:
-        raise ValueError("--n-jobs must not be 0")
-    if args.batch_size < 1:
-        raise ValueError(f"--batch-size must be >= 1, got {args.batch_size}")
-    indices = resolve_indices(args)  # fail fast, before loading data
-    train = load_mnist("train", args.data_dir)
-    test = load_mnist("test", args.data_dir)
-    attack = LinfInvarianceAttack(train.images, train.labels, eps=eps, n_jobs=args.n_jobs)
-    params = {
-        "attack": "linf",
-        "eps": eps,
-        "targets": {str(k): list(v) for k, v in DEFAULT_TARGETS.items()},
-        "selection": "least_ink",
-        "training_set": "all 60000 MNIST training images",
-    }
-
-    def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
-        return attack.run(test.images[idx], test.labels[idx]).as_arrays()
-
-    return run_command(args, f"linf_eps{eps:g}", params, batch, indices=indices)
 
 
 def _cmd_reproduce(args: argparse.Namespace) -> int:
@@ -304,7 +173,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--release-url", metavar="URL", default=None,
                    help="base URL of the release (default: $INVARIANCE_TRADEOFFS_RELEASE_URL, "
                    "then raw.githubusercontent.com at the pinned commit)")
-    p.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    add_progress(p)
     p.set_defaults(func=_cmd_download)
 
     p = sub.add_parser("published", help="summarise the authors' released invariance examples")
@@ -318,32 +187,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "(or, with --align, on this package's step 1 over the 100 published sources) and "
         "compare with the released automated examples at each radius.",
     )
-    p.add_argument("--eps", type=float, nargs="+", default=[0.3, 0.4], help="radii")
+    p.add_argument("--eps", type=float_in(0, 1, low_open=True), nargs="+", default=[0.3, 0.4],
+                   help="radii in (0, 1] (default: 0.3 0.4)")
     p.add_argument("--align", action="store_true", help="also run step 1 (about a minute)")
-    p.add_argument("--n-jobs", type=int, default=1, help="joblib workers for step 1")
+    add_jobs(p, what="worker processes of step 1")
     add_data_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
-    attack = sub.add_parser("attack", help="run a model-free invariance attack")
-    attack.set_defaults(_parser=attack)
-    attack_sub = attack.add_subparsers(dest="attack_command", metavar="NORM")
-
-    p = attack_sub.add_parser(
-        "linf",
-        help="l-inf invariance attack (alignment search + projection onto the eps-ball)",
-        description="For each source test image: align the nearest training image of every "
-        "other class (rotations -30..30 deg, shifts -3..3 px), move the source towards it "
-        "inside the l-inf eps-ball, keep the plausible target that removes the least ink.",
-    )
-    p.add_argument("--eps", type=float, required=True, help="l-inf radius in (0, 1]")
-    add_data_args(p)
-    add_run_args(p)
-    p.set_defaults(func=_cmd_linf)
-
-    # Other attacks (e.g. l0) register themselves when their module is present.
-    for module, func in ATTACK_MODULES:
-        if importlib.util.find_spec(module) is not None:
-            getattr(importlib.import_module(module), func)(attack_sub)
+    attack.add_parser(sub)
 
     # evaluate (robust models, certification, agreement): see the block at the end.
     add_evaluate_parser(sub)
@@ -384,29 +235,23 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
         "--train", action="store_true", help="train models missing from the cache (default: error)"
     )
     p.add_argument(
-        "--n-test",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also report clean/PGD/certified accuracy on the first N MNIST test "
-        "images (default: 0)",
-    )
-    p.add_argument(
-        "--eps",
-        type=float,
-        nargs="+",
-        default=[0.1, 0.2, 0.3, 0.4],
-        help="l-inf radii for the --n-test report (default: 0.1 0.2 0.3 0.4)",
-    )
-    p.add_argument("--pgd-steps", type=int, default=40, help="PGD steps (default: 40)")
-    p.add_argument("--restarts", type=int, default=10, help="PGD restarts (default: 10)")
+        "--n-test", type=int_in(0, 10000), default=0, metavar="N",
+        help="also report clean/PGD/certified accuracy on the first N MNIST test images "
+        "(0..10000; default: 0)")
+    p.add_argument("--eps", type=float_in(0, 1, low_open=True), nargs="+",
+                   default=[0.1, 0.2, 0.3, 0.4],
+                   help="l-inf radii in (0, 1] for the --n-test report (default: 0.1 0.2 0.3 0.4)")
+    p.add_argument("--pgd-steps", type=int_in(1, 10000), default=40,
+                   help="PGD steps (default: 40)")
+    p.add_argument("--pgd-restarts", type=int_in(1, 1000), default=10,
+                   help="PGD random restarts (default: 10)")
+    add_deprecated_alias(p, "--restarts", "--pgd-restarts", "pgd_restarts",
+                         type=int_in(1, 1000))
     p.add_argument("--no-pgd", action="store_true", help="skip the PGD attack")
-    p.add_argument("--seed", type=int, default=0, help="PGD seed (default: 0)")
-    p.add_argument(
-        "--threads", type=int, default=None, help="torch threads (default: torch's choice)"
-    )
+    add_seed(p, what="the PGD random starts")
+    add_threads(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
-    p.add_argument("--no-progress", action="store_true", help="hide training progress")
+    add_progress(p)
     p.set_defaults(func=_cmd_evaluate)
 
 
@@ -422,8 +267,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     )
     from invariance_tradeoffs.simulations.models.zoo import load_or_train, load_saved
 
-    if args.n_test < 0:
-        raise ValueError(f"--n-test must be >= 0, got {args.n_test}")
     if args.threads is not None:
         import torch
 
@@ -445,7 +288,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     pgd = (
         None
         if args.no_pgd
-        else PGDSettings(steps=args.pgd_steps, restarts=args.restarts, seed=args.seed)
+        else PGDSettings(steps=args.pgd_steps, restarts=args.pgd_restarts, seed=args.seed)
     )
     test_images = test_labels = None
     if args.n_test:

@@ -19,8 +19,12 @@ import argparse
 import json
 from typing import Any
 
-import numpy as np
+from invariance_tradeoffs.simulations.cli.args import add_seed, float_in, int_in
+from invariance_tradeoffs.simulations.io import json_default
 from invariance_tradeoffs.theory.toys import FAMILIES, family_defaults, get_family
+
+#: Largest Monte Carlo sample of ``--estimate`` (drawn in one batch: about 1 GiB at d = 10).
+MAX_SAMPLES = 10_000_000
 
 __all__ = ["add_parser", "parse_params", "good_radius_report", "ceiling_report",
            "families_report"]
@@ -91,15 +95,7 @@ def families_report() -> list[dict]:
 
 
 def _emit(report: Any, as_json: bool, text: str) -> None:
-    print(json.dumps(report, indent=2, default=_json_default) if as_json else text)
-
-
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    print(json.dumps(report, indent=2, default=json_default) if as_json else text)
 
 
 def _quantity_text(q: dict) -> str:
@@ -161,8 +157,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
     ce = sub.add_parser("ceiling", help="P_D[r_O > eps]: ceiling for eps-robust classifiers")
     _common(ce)
-    ce.add_argument("--eps", required=True, type=float, nargs="+", help="radii")
-    ce.add_argument("--estimate", type=int, metavar="SAMPLES", default=None,
-                    help="Monte Carlo estimate from SAMPLES samples instead of the closed form")
-    ce.add_argument("--seed", type=int, default=0, help="seed of --estimate (default 0)")
+    ce.add_argument("--eps", required=True, type=float_in(0), nargs="+",
+                    help="radii >= 0")
+    ce.add_argument("--estimate", type=int_in(1, MAX_SAMPLES), metavar="SAMPLES", default=None,
+                    help="Monte Carlo estimate from SAMPLES samples (at most "
+                    f"{MAX_SAMPLES:,}) instead of the closed form")
+    add_seed(ce, what="--estimate")
     ce.set_defaults(func=_cmd_ceiling)

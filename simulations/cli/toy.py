@@ -14,6 +14,14 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from invariance_tradeoffs.simulations.cli.args import (
+    add_deprecated_alias,
+    add_jobs,
+    add_out,
+    add_progress,
+    add_seed,
+    check_out_dir,
+)
 from invariance_tradeoffs.simulations.experiments.toy.experiments import (
     EXPERIMENTS,
     ExperimentResult,
@@ -25,9 +33,7 @@ __all__ = ["add_parser", "run_experiments"]
 
 
 def _config(args: argparse.Namespace) -> ToyConfig:
-    base = ToyConfig.small() if args.small else ToyConfig()
-    if args.n_jobs == 0:
-        raise ValueError("--n-jobs must be a positive number of workers or -1 (all cores)")
+    base = ToyConfig.small() if args.quick else ToyConfig()
     return replace(base, seed=args.seed, n_jobs=args.n_jobs, progress=not args.no_progress)
 
 
@@ -54,7 +60,7 @@ def run_experiments(names: list[str], config: ToyConfig, out: Path | None,
 def _handler(kind: str):  # noqa: ANN202 - returns an argparse handler
     def handle(args: argparse.Namespace) -> int:
         config = _config(args)
-        out = Path(args.out)
+        out = check_out_dir(args.out)
         names = list(EXPERIMENTS) if kind in ("all", "figures") else [kind]
         start = time.perf_counter()
         results, manifest = run_experiments(names, config, None if kind == "figures" else out)
@@ -77,13 +83,13 @@ def _handler(kind: str):  # noqa: ANN202 - returns an argparse handler
 
 
 def _common(p: argparse.ArgumentParser, default_out: str) -> None:
-    p.add_argument("--out", default=default_out, help="output directory (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=0, help="master seed (default: %(default)s)")
-    p.add_argument("--n-jobs", type=int, default=-1,
-                   help="joblib workers for sweeps; -1 uses all cores (default: %(default)s)")
-    p.add_argument("--small", action="store_true",
-                   help="small sizes (seconds; for smoke tests), not the documented run")
-    p.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_out(p, default=default_out)
+    add_seed(p, what="every experiment (sampling, training, attacks)")
+    add_jobs(p, what="worker processes of the sweeps")
+    p.add_argument("--quick", action="store_true",
+                   help="small sizes (seconds; a smoke run), not the documented run")
+    add_deprecated_alias(p, "--small", "--quick", "quick", action="store_true")
+    add_progress(p)
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

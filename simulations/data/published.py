@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.release import (
     EXAMPLES_PREFIX,

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from invariance_tradeoffs.simulations.io import to_jsonable
 from invariance_tradeoffs.simulations.models.adapters import ModelAdapter, as_model, to_model_input
 from invariance_tradeoffs.theory.results import Quantity, exact, proportion_estimate
 from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_same_length
@@ -300,20 +302,7 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
                                                pgd_n=test_pgd_n)
                              for e in test_eps]
         out["models"][mname] = entry
-    return _jsonable(out)
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Quantity):
-        return obj.to_dict()
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
-
+    return to_jsonable(out)
 
 
 def _fmt(q: dict | None) -> str:

@@ -34,14 +34,9 @@ from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
-from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
 
-try:  # optional dependency
-    import torch
-    from torch import nn
-except ImportError:  # pragma: no cover - exercised only without torch
-    torch = None
-    nn = None
+from invariance_tradeoffs.simulations.optional import nn, require_torch, torch
+from invariance_tradeoffs.theory.validation import as_labels, check_int, check_n_classes
 
 __all__ = [
     "IMAGE_SHAPE",
@@ -56,6 +51,7 @@ __all__ = [
     "as_model",
     "as_torch_model",
     "build_architecture",
+    "batch_slices",
     "require_torch",
 ]
 
@@ -65,17 +61,6 @@ IMAGE_SHAPE: tuple[int, int, int] = (1, 28, 28)
 N_PIXELS: int = 28 * 28
 
 
-def require_torch() -> Any:
-    """Return the ``torch`` module, or raise ``ImportError`` saying how to get it."""
-    if torch is None:
-        raise ImportError(
-            "this part of invariance_tradeoffs.simulations.mnist needs PyTorch; install it with "
-            "pip install 'invariance-tradeoffs[torch]'"
-        )
-    return torch
-
-
-# --------------------------------------------------------------------------- inputs
 def as_images(x: object, name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
     """Validate a model input batch and return it as float32 ``(n, 1, 28, 28)``.
 
@@ -147,16 +132,9 @@ class ModelAdapter(Protocol):
     def predict(self, x: np.ndarray) -> np.ndarray: ...
 
 
-def _batches(n: int, batch_size: int) -> list[slice]:
+def batch_slices(n: int, batch_size: int) -> list[slice]:
+    """Consecutive slices of at most ``batch_size`` covering ``range(n)``."""
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
-
-
-def _check_batch_size(batch_size: object) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int | np.integer):
-        raise TypeError(f"batch_size must be an integer, got {type(batch_size).__name__}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    return int(batch_size)
 
 
 # --------------------------------------------------------------------------- numpy
@@ -294,7 +272,7 @@ class TorchModel:
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         self.module = module.eval()
         self.n_classes = check_n_classes(n_classes)
-        self.batch_size = _check_batch_size(batch_size)
+        self.batch_size = check_int(batch_size, "batch_size", low=1)
         self.name = name
 
     @property
@@ -318,7 +296,7 @@ class TorchModel:
         x = as_images(x, allow_empty=True)
         out = np.empty((x.shape[0], self.n_classes), dtype=np.float32)
         with torch.no_grad():
-            for sl in _batches(x.shape[0], self.batch_size):
+            for sl in batch_slices(x.shape[0], self.batch_size):
                 xb = torch.from_numpy(x[sl]).to(self.device)
                 out[sl] = self.forward(xb).cpu().numpy()
         return out
@@ -331,7 +309,7 @@ class TorchModel:
         x = as_images(x)
         y = as_labels(y, "y", n_classes=self.n_classes, length=x.shape[0], allow_reject=False)
         grad = np.empty_like(x)
-        for sl in _batches(x.shape[0], self.batch_size):
+        for sl in batch_slices(x.shape[0], self.batch_size):
             xb = torch.from_numpy(x[sl]).to(self.device).requires_grad_(True)
             loss = nn.functional.cross_entropy(
                 self.forward(xb), torch.from_numpy(y[sl]).to(self.device), reduction="sum"

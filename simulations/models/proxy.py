@@ -44,29 +44,22 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.evaluation.agreement import agreement_stats
 from invariance_tradeoffs.simulations.io import atomic_write
 from invariance_tradeoffs.simulations.models.adapters import (
     TorchModel,
-    require_torch,
     to_model_input,
 )
+from invariance_tradeoffs.simulations.models.training import select_training, training_tensors
 from invariance_tradeoffs.simulations.models.zoo import (
-    _select,
-    _torch_data,
     config_key,
     data_fingerprint,
     default_cache_dir,
 )
+from invariance_tradeoffs.simulations.optional import F, nn, require_torch, torch
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
 from invariance_tradeoffs.theory.validation import as_labels
-
-try:
-    import torch
-    from torch import nn
-    from torch.nn import functional as F
-except ImportError:  # pragma: no cover
-    torch = nn = F = None
 
 __all__ = [
     "PROXY_FORMAT",
@@ -336,7 +329,7 @@ def _train_member(member: _Member, images: np.ndarray, labels: np.ndarray,
     from tqdm.auto import tqdm
 
     cfg = member.config
-    x_all, y_all = _torch_data(images, labels)
+    x_all, y_all = training_tensors(images, labels)
     n = x_all.shape[0]
     net = build_proxy_cnn(cfg.width, seed=member.seed)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -391,8 +384,8 @@ def train_proxy_member(config: ProxyConfig | str, i: int, images: np.ndarray,
     """
     require_torch()
     config = _get_config(config)
-    # _select wants a zoo TrainConfig only for n_train and the name.
-    images, labels = _select(_Selector(config.name, config.n_train), images, labels)
+    # select_training wants a zoo TrainConfig only for n_train and the name.
+    images, labels = select_training(_Selector(config.name, config.n_train), images, labels)
     path, key = _member_file(config, i, data_fingerprint(images, labels), cache_dir)
     member = config.member(i)
     if path.exists():
@@ -417,7 +410,7 @@ def proxy_member_cached(config: ProxyConfig | str, i: int, images: np.ndarray,
                         ) -> bool:
     """Whether member ``i`` of ``config`` is in the cache (nothing is loaded)."""
     config = _get_config(config)
-    images, labels = _select(_Selector(config.name, config.n_train), images, labels)
+    images, labels = select_training(_Selector(config.name, config.n_train), images, labels)
     return _member_file(config, i, data_fingerprint(images, labels), cache_dir)[0].exists()
 
 
@@ -441,7 +434,7 @@ def train_proxy(config: ProxyConfig | str, images: np.ndarray, labels: np.ndarra
 
 
 @dataclass(frozen=True)
-class _Selector:  # the two fields zoo._select reads
+class _Selector:  # the two fields zoo.select_training reads
     name: str
     n_train: int | None
 

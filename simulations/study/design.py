@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.attacks.runs import AttackRun, parse_indices
 from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
 from invariance_tradeoffs.simulations.data.published import PublishedSet

@@ -27,6 +27,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.study.results import N_COLUMNS, StudyResults
 from invariance_tradeoffs.simulations.study.store import (
     ImportedAnswer,

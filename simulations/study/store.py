@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from invariance_tradeoffs.theory.oracles import REJECT
 
 __all__ = [

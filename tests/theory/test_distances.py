@@ -7,6 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
     Distance,

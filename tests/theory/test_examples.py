@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.examples import (
     find_examples,
@@ -23,7 +24,6 @@ from invariance_tradeoffs.theory.robust_accuracy import (
     sensitivity_robust_accuracy,
     standard_robust_accuracy,
 )
-
 from proofs.checks_core import random_instance  # noqa: E402
 
 SEEDS = st.integers(0, 2**32 - 1)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.margins import (
     Margins,
@@ -15,7 +16,6 @@ from invariance_tradeoffs.theory.margins import (
     oracle_margin,
 )
 from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle
-
 from proofs.checks_core import random_instance  # noqa: E402
 
 SEEDS = st.integers(0, 2**32 - 1)

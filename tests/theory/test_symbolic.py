@@ -8,6 +8,7 @@ import sympy as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from invariance_tradeoffs.theory import symbolic
 from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.theory.distances import ClassifierInducedDistance
 from invariance_tradeoffs.theory.examples import in_ball
 from invariance_tradeoffs.theory.margins import oracle_margin
@@ -21,7 +22,6 @@ from invariance_tradeoffs.theory.theorem import (
     tradeoff_lemma,
     verify_lemma_case,
 )
-
 from proofs import checks_core  # noqa: E402
 
 SEEDS = st.integers(0, 2**32 - 1)

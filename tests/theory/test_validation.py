@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sklearn.dummy import DummyClassifier
+
 from invariance_tradeoffs.theory.oracles import (
     REJECT,
     FunctionOracle,
@@ -29,7 +31,6 @@ from invariance_tradeoffs.theory.validation import (
     check_n_classes,
     check_same_length,
 )
-from sklearn.dummy import DummyClassifier
 
 # --------------------------------------------------------------------------- _validation
 

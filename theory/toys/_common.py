@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy import stats
+
 from invariance_tradeoffs.theory.distances import get_distance
 from invariance_tradeoffs.theory.oracles import oracle_labels
 from invariance_tradeoffs.theory.results import Quantity
 from invariance_tradeoffs.theory.toys.base import ToyFamily
 from invariance_tradeoffs.theory.validation import as_batch, check_eps
-from scipy import stats
 
 __all__ = [
     "ToyBase",

@@ -10,6 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 
 import numpy as np
+
 from invariance_tradeoffs.theory.results import Quantity
 
 __all__ = ["ToyFamily"]

@@ -20,6 +20,9 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import sparse
+from scipy.sparse.csgraph import connected_components
+
 from invariance_tradeoffs.theory.distances import get_distance
 from invariance_tradeoffs.theory.examples import in_ball, row_blocks
 from invariance_tradeoffs.theory.margins import (
@@ -36,8 +39,6 @@ from invariance_tradeoffs.theory.toys._common import (
     check_real,
 )
 from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_n_classes
-from scipy import sparse
-from scipy.sparse.csgraph import connected_components
 
 __all__ = ["FiniteDomain", "RobustOptimal", "binary_images", "BINARY_RULES"]
 

@@ -43,6 +43,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, exact
 from invariance_tradeoffs.theory.toys._common import ToyBase, check_int, check_real, water_level

@@ -24,6 +24,7 @@ Geometry (2-D, classes 0 and 1, ``s = 2y - 1``)::
 from __future__ import annotations
 
 import numpy as np
+
 from invariance_tradeoffs.theory.results import Quantity, exact
 from invariance_tradeoffs.theory.toys._common import ToyBase, check_real
 

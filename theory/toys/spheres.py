@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+
 from invariance_tradeoffs.theory.results import Quantity, exact
 from invariance_tradeoffs.theory.toys._common import (
     ToyBase,

@@ -24,6 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
+
 from invariance_tradeoffs.theory.results import Quantity, bound, exact
 from invariance_tradeoffs.theory.toys._common import (
     ToyBase,
@@ -38,7 +40,6 @@ from invariance_tradeoffs.theory.toys.linear_gaussian import (
     linear_margin,
     linear_oracle_labels,
 )
-from scipy import stats
 
 __all__ = ["Tsipras", "TsiprasCheck", "tsipras_bound"]
 

@@ -62,17 +62,18 @@ Example
 
 from __future__ import annotations
 
-import argparse
 import heapq
 import math
 import numbers
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import ndimage
+from scipy.stats import qmc
+
 from invariance_tradeoffs.simulations.attacks.l0.judges import (
     Judge,
     KNNJudge,
@@ -85,8 +86,6 @@ from invariance_tradeoffs.simulations.attacks.l0.judges import (
 from invariance_tradeoffs.simulations.attacks.linf import DEFAULT_TARGETS
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.validation import as_labels
-from scipy import ndimage
-from scipy.stats import qmc
 
 __all__ = [
     "BUDGETS",
@@ -98,7 +97,6 @@ __all__ = [
     "L0Run",
     "SubsetSearch",
     "TransformSpace",
-    "add_l0_parser",
     "apply_edit",
     "summarize_run",
     "run_medians",
@@ -1330,29 +1328,6 @@ def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: s
     return batch, params
 
 
-def _cmd_l0(args: argparse.Namespace) -> int:
-    from invariance_tradeoffs.simulations.cli.mnist import run_command
-    from invariance_tradeoffs.simulations.data.mnist import load_mnist
-
-    if args.n_jobs == 0:
-        raise ValueError("--n-jobs must not be 0")
-    train = load_mnist("train", args.data_dir)
-    test = load_mnist("test", args.data_dir)
-    if args.train_subset is not None and not 1 <= args.train_subset <= len(train.images):
-        raise ValueError(f"--train-subset must be in 1..{len(train.images)}, "
-                         f"got {args.train_subset}")
-    batch, params = batch_attack(
-        train, test, n_train=args.train_subset, budget=args.budget, targets=args.targets,
-        min_confidence=args.min_confidence, random_state=args.attack_seed, n_jobs=args.n_jobs)
-    name = f"l0_{args.targets}"
-    code = run_command(args, name, params, batch)
-    if code == 0:
-        from invariance_tradeoffs.simulations.attacks.runs import load_run
-
-        print(summarize_run(load_run(Path(args.out) / f"{name}.npz")))
-    return code
-
-
 def run_medians(run: Any) -> dict[str, Any]:
     """Exact l0 statistics of a run: median over all sources (a failure -- NaN distortion
     -- counts as infinite), median over the successes (``None`` without any), failures."""
@@ -1372,39 +1347,3 @@ def summarize_run(run: Any) -> str:
         f"{m['n_successes'] + m['n_failures']} sources (a failure counts as infinite); "
         f"median {succ:g} over the {m['n_successes']} successes; {m['n_failures']} failures"
     )
-
-
-def add_l0_parser(attack_subparsers: argparse._SubParsersAction) -> None:
-    """Register ``tradeoffs mnist attack l0`` (called by :mod:`simulations.cli.mnist`)."""
-    from invariance_tradeoffs.simulations.cli.mnist import add_data_args, add_run_args
-
-    p = attack_subparsers.add_parser(
-        "l0",
-        help="l0 invariance attack (alignment search + smallest judged cluster edit)",
-        description="For each source test image: align binarised training images of the "
-        "target classes (affine transform + stroke thickness; coarse matrix-product search, "
-        "then evolution strategies), cluster the differing pixels (DBSCAN, eps=2) and keep "
-        "the smallest union of clusters that a kNN judge over the binarised training set "
-        "reads as the target class.",
-    )
-    p.add_argument(
-        "--targets", choices=("all", "published"), default="all",
-        help="target classes per source class: all other classes (as the authors' l0 "
-        "search) or the published l-inf attack's table (default: all)",
-    )
-    p.add_argument(
-        "--min-confidence", type=float, default=0.5,
-        help="smallest kNN vote share of the target class (default: 0.5)",
-    )
-    p.add_argument("--attack-seed", type=int, default=0, help="seed of the search (default: 0)")
-    p.add_argument(
-        "--budget", choices=tuple(BUDGETS), default="default",
-        help="search budget: 'default' (as measured in the docs) or 'fast' (quick looks)",
-    )
-    p.add_argument(
-        "--train-subset", type=int, default=None, metavar="N",
-        help="use only the first N training images (judge and search; default: all 60000)",
-    )
-    add_data_args(p)
-    add_run_args(p)
-    p.set_defaults(func=_cmd_l0)

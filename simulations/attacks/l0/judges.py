@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
 from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
 
 __all__ = [

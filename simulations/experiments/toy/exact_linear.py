@@ -26,6 +26,7 @@ tests.
 from __future__ import annotations
 
 import numpy as np
+
 from invariance_tradeoffs.theory.examples import in_ball
 from invariance_tradeoffs.theory.validation import as_batch, check_eps
 

@@ -26,6 +26,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+from joblib import Parallel, delayed
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from threadpoolctl import threadpool_limits
+from tqdm.auto import tqdm
+
 from invariance_tradeoffs.simulations.attacks.glyph import (
     l0_invariance_attack,
     linf_invariance_attack,
@@ -66,11 +72,6 @@ from invariance_tradeoffs.theory.toys import (
     binary_images,
     get_family,
 )
-from joblib import Parallel, delayed
-from sklearn.linear_model import LogisticRegression
-from sklearn.neighbors import KNeighborsClassifier
-from threadpoolctl import threadpool_limits
-from tqdm.auto import tqdm
 
 __all__ = [
     "ToyConfig",

@@ -24,12 +24,13 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.spatial.distance import cdist
+from sklearn.neural_network import MLPClassifier
+
 from invariance_tradeoffs.simulations.experiments.toy.training import pgd_attack, project_ball
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.robust_accuracy import RobustnessReport, robustness_report
 from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps
-from scipy.spatial.distance import cdist
-from sklearn.neural_network import MLPClassifier
 
 __all__ = ["invariance_candidates", "ball_probes", "sensitivity_candidates", "attack_report"]
 

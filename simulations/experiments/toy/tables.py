@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 import numpy as np
+
 from invariance_tradeoffs.simulations.io import atomic_write
 
 __all__ = ["Row", "clean_value", "clean_rows", "write_table", "read_table_json"]

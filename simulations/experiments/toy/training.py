@@ -19,11 +19,12 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_same_length
 from scipy.optimize import minimize
 from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
+
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_same_length
 
 __all__ = [
     "LinearClassifier",

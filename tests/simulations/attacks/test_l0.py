@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy import ndimage
+
 from invariance_tradeoffs.simulations.attacks.l0.attack import (
     BUDGETS,
     PUBLISHED_TARGETS,
@@ -30,7 +32,6 @@ from invariance_tradeoffs.simulations.attacks.l0.judges import (
     judge_probabilities,
     reads_as,
 )
-from scipy import ndimage
 
 N_TRAIN = 3000  # small training subset: the default run stays fast
 # Small search budgets for the fast tests (the defaults are for the full runs).

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+
 from invariance_tradeoffs.simulations.cli import main
 from invariance_tradeoffs.simulations.cli.theory import parse_params
 from invariance_tradeoffs.theory.toys import FAMILIES, get_family

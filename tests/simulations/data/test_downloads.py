@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from invariance_tradeoffs.simulations.cli import main
 from invariance_tradeoffs.simulations.data import mnist as data
 from invariance_tradeoffs.simulations.data import release
@@ -25,7 +26,6 @@ from invariance_tradeoffs.simulations.data.published import (
     published_neighbours,
 )
 from invariance_tradeoffs.simulations.data.release import RELEASE_FILES, fetch_release, find_release
-
 from tests.loopback import LoopbackServer
 
 REPO = Path(__file__).resolve().parents[3]

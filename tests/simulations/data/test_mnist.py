@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from invariance_tradeoffs.simulations.data import mnist as data
 from invariance_tradeoffs.simulations.data.mnist import MNIST_FILES, load_mnist, to_unit
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from invariance_tradeoffs.simulations.data import mnist as data
 from invariance_tradeoffs.simulations.data import release
 from invariance_tradeoffs.simulations.data.published import (

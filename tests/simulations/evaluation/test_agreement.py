@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+
 from invariance_tradeoffs.simulations.data.published import PublishedSet
 from invariance_tradeoffs.simulations.evaluation.agreement import (
     CERTIFY_SLACK,

@@ -6,6 +6,7 @@ import json
 from dataclasses import replace
 
 import pytest
+
 from invariance_tradeoffs.simulations.experiments.reproduce import (
     FULL,
     MAIN,
@@ -84,6 +85,7 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
                                                                tmp_path, capsys):
     pytest.importorskip("torch")
     import numpy as np
+
     from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
     from invariance_tradeoffs.simulations.cli import main
 
@@ -145,19 +147,22 @@ def test_quick_never_trains_a_full_configuration(mnist_dir, published_dir, tmp_p
                                                  monkeypatch):
     pytest.importorskip("torch")
     import invariance_tradeoffs.simulations.models.zoo as zoo
-    from invariance_tradeoffs.simulations.experiments.reproduce import _models_stage, _train_stage
+    from invariance_tradeoffs.simulations.experiments.reproduce.stages import (
+        models_stage,
+        train_stage,
+    )
 
     def no_training(*a, **k):
         raise AssertionError("trained")
 
     monkeypatch.setattr(zoo, "train", no_training)
     config = replace(QUICK, models=("undefended",), proxy="proxy-tiny", train_missing=False)
-    assert _train_stage(config, mnist_dir, tmp_path / "empty", 1, progress=False) == []
+    assert train_stage(config, mnist_dir, tmp_path / "empty", 1, progress=False) == []
     config = replace(config, train_missing=True)
-    jobs = _train_stage(replace(config, proxy="proxy-tiny"), mnist_dir, tmp_path / "empty", 1,
+    jobs = train_stage(replace(config, proxy="proxy-tiny"), mnist_dir, tmp_path / "empty", 1,
                         progress=False)
     assert [j["job"] for j in jobs] == ["proxy-tiny[member 0]", "proxy-tiny[member 1]"]
-    models, info = _models_stage(config, mnist_dir, tmp_path / "empty", set())
+    models, info = models_stage(config, mnist_dir, tmp_path / "empty", set())
     assert models == {} and info["undefended"]["status"] == "missing"
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.simulations.certification import (
     certify_linear,
     input_box,
@@ -313,7 +314,7 @@ def test_numpy_models_train_save_and_cache_hit_never_retrains(tmp_path, monkeypa
             raise AssertionError("retrained on a cache hit")
 
         with monkeypatch.context() as mp:
-            mp.setattr(zoo, "_train_numpy", boom)
+            mp.setattr(zoo, "train_numpy", boom)
             again = train(cfg, images, labels, cache_dir=tmp_path)
         assert again.loaded_from_cache and again.key == first.key
         assert np.array_equal(again.model.predict(x), first.model.predict(x))
@@ -395,8 +396,9 @@ def _random_net(seed: int, conv: bool):
 def _naive_bounds(module, x, eps):
     """Deliberately broken IBP: propagates the radius through W instead of |W|."""
     import torch
-    from invariance_tradeoffs.simulations.certification import flatten_sequential
     from torch.nn import functional as F
+
+    from invariance_tradeoffs.simulations.certification import flatten_sequential
 
     lo, hi = (x - eps).clamp(0, 1), (x + eps).clamp(0, 1)
     for layer in flatten_sequential(module):
@@ -542,7 +544,7 @@ def test_torch_training_caches_with_weights_only_and_never_retrains(tmp_path, mo
     def boom(*a, **k):
         raise AssertionError("retrained on a cache hit")
 
-    monkeypatch.setattr(zoo, "_train_torch", boom)
+    monkeypatch.setattr(zoo, "train_torch", boom)
     again = train(cfg, images, labels, cache_dir=tmp_path)
     x = to_model_input(images[:40])
     assert again.loaded_from_cache

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+
 from invariance_tradeoffs.simulations.models.adapters import NumpyModel
 from invariance_tradeoffs.simulations.models.proxy import (
     PROXY_CONFIGS,

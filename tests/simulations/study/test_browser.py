@@ -32,7 +32,6 @@ from invariance_tradeoffs.simulations.data.published import load_published_examp
 from invariance_tradeoffs.simulations.study import store  # noqa: E402
 from invariance_tradeoffs.simulations.study.client import ServerProcess  # noqa: E402
 from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
-
 from tests.study_helpers import item_of_nonce, read_links  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

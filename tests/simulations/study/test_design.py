@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
 from invariance_tradeoffs.simulations.cli import main
 from invariance_tradeoffs.simulations.study import store
@@ -25,7 +26,6 @@ from invariance_tradeoffs.simulations.study.design import (
     select_items,
     to_grey_levels,
 )
-
 from tests.study_helpers import fake_test_split, read_links, synthetic_items
 
 

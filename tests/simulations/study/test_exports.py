@@ -27,7 +27,6 @@ from invariance_tradeoffs.simulations.study.exports import (  # noqa: E402
 )
 from invariance_tradeoffs.simulations.study.results import summarise  # noqa: E402
 from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
-
 from tests.study_helpers import answer_through_store, make_study  # noqa: E402
 
 

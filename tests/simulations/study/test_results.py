@@ -25,7 +25,6 @@ from invariance_tradeoffs.simulations.study.results import (  # noqa: E402
     summarise,
 )
 from invariance_tradeoffs.theory.oracles import REJECT  # noqa: E402
-
 from tests.study_helpers import answer_through_store, make_study  # noqa: E402
 
 # Fleiss' kappa worked example (10 subjects, 14 raters, 5 categories; Fleiss 1971 as

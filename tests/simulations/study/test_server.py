@@ -18,7 +18,6 @@ pytest.importorskip("uvicorn")
 
 from invariance_tradeoffs.simulations.study import store  # noqa: E402
 from invariance_tradeoffs.simulations.study.client import ServerProcess, StudyClient  # noqa: E402
-
 from tests.study_helpers import item_of_nonce, make_study  # noqa: E402
 
 

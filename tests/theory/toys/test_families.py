@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.toys import FAMILIES, ToyFamily, family_defaults, get_family
-
 from proofs import checks_closed_forms as C  # noqa: E402
 
 NAMES = list(FAMILIES)

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.sparse.csgraph import connected_components
+
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
 from invariance_tradeoffs.theory.results import exact
 from invariance_tradeoffs.theory.toys import FiniteDomain, RobustOptimal, binary_images
-from scipy.sparse.csgraph import connected_components
-
 from proofs import checks_closed_forms as C  # noqa: E402
 
 NORMS = ("l0", "l1", "l2", "linf")

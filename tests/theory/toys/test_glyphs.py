@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.toys import GlyphDigits
 from invariance_tradeoffs.theory.toys.glyphs import (
@@ -14,7 +15,6 @@ from invariance_tradeoffs.theory.toys.glyphs import (
     decode_segments,
     segment_masks,
 )
-
 from proofs import checks_closed_forms as C  # noqa: E402
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import sympy as sp
+
 from invariance_tradeoffs.theory import symbolic
 from invariance_tradeoffs.theory.toys import ConcentricSpheres, LinearGaussian, OverlyRobustFeature
-
 from proofs import checks_closed_forms as C  # noqa: E402
 
 

@@ -7,6 +7,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,
     GlyphDigits,
@@ -17,7 +18,6 @@ from invariance_tradeoffs.theory.toys import (
 )
 from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
 from invariance_tradeoffs.theory.toys.linear_gaussian import dual_norm
-
 from proofs import checks_closed_forms as C  # noqa: E402
 
 NORMS = ("l0", "l1", "l2", "linf")

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+
 from invariance_tradeoffs.theory.results import proportion_estimate
 from invariance_tradeoffs.theory.toys import Tsipras, tsipras_bound
-
 from proofs import checks_closed_forms as C  # noqa: E402
 
 params = st.fixed_dictionaries({"d": st.integers(1, 30), "p": st.floats(0.51, 0.99),

@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import linprog, minimize
+
 from invariance_tradeoffs.simulations.experiments.toy.exact_linear import (
     halfspace_distance,
     linear_example_distances,
@@ -15,7 +17,6 @@ from invariance_tradeoffs.simulations.experiments.toy.exact_linear import (
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.oracles import FunctionOracle
 from invariance_tradeoffs.theory.robust_accuracy import robustness_report
-from scipy.optimize import linprog, minimize
 
 
 def _reference(x: np.ndarray, G: np.ndarray, h: np.ndarray, norm: str) -> float:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from invariance_tradeoffs.simulations.attacks.glyph import (
     l0_invariance_attack,
     linf_invariance_attack,

@@ -6,6 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from scipy.optimize import minimize
+from sklearn.neural_network import MLPClassifier
+
 from invariance_tradeoffs.simulations.experiments.toy.exact_linear import linear_example_distances
 from invariance_tradeoffs.simulations.experiments.toy.training import (
     LinearClassifier,
@@ -17,8 +20,6 @@ from invariance_tradeoffs.simulations.experiments.toy.training import (
     worst_case_margin,
 )
 from invariance_tradeoffs.theory.toys import get_family
-from scipy.optimize import minimize
-from sklearn.neural_network import MLPClassifier
 
 NORMS = ["l1", "l2", "linf"]
 P = {"l1": 1, "l2": 2, "linf": np.inf}

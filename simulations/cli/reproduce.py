@@ -1,0 +1,128 @@
+"""``tradeoffs reproduce``: the options of a reproduction run."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from invariance_tradeoffs.simulations.experiments.reproduce import (
+    FULL,
+    MAIN,
+    QUICK,
+    ReproduceConfig,
+    run_reproduction,
+)
+
+__all__ = ["add_parser"]
+
+
+def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
+    base = QUICK if args.quick else FULL if args.full else MAIN
+    over: dict[str, Any] = {}
+    if args.models:
+        over["models"] = tuple(args.models)
+    for name in ("n_sources", "n_test", "n_test_pgd", "pgd_steps", "pgd_restarts", "proxy",
+                 "toy", "l0_sources", "l0_budget"):
+        if getattr(args, name) is not None:
+            over[name] = getattr(args, name)
+    if args.no_train:
+        over["train_missing"] = False
+    if args.attack_run:
+        over["attack_runs"] = tuple(str(Path(p).resolve()) for p in args.attack_run)
+    over["seed"] = args.seed
+    return replace(base, **over)
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    """The command that reproduces this run, rebuilt from the parsed options."""
+    parts = ["tradeoffs", "reproduce", "--out", str(args.out)]
+    if args.quick:
+        parts.append("--quick")
+    if args.full:
+        parts.append("--full")
+    for opt in ("data_dir", "published_dir", "cache_dir", "proxy", "n_sources", "n_test",
+                "n_test_pgd", "pgd_steps", "pgd_restarts", "toy", "l0_sources", "l0_budget"):
+        if getattr(args, opt) is not None:
+            parts += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+    if args.models:
+        parts += ["--models", *args.models]
+    if args.no_train:
+        parts.append("--no-train")
+    for run in args.attack_run or ():
+        parts += ["--attack-run", run]
+    if args.seed:
+        parts += ["--seed", str(args.seed)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def _cmd(args: argparse.Namespace) -> int:
+    if args.n_jobs == 0:
+        raise ValueError("--n-jobs must not be 0")
+    if args.quick and args.full:
+        raise ValueError("--quick and --full exclude each other")
+    config = _config_from_args(args)
+    run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
+                     cache_dir=args.cache_dir, n_jobs=args.n_jobs,
+                     progress=not args.no_progress, command=_command_line(args),
+                     threads=args.threads)
+    return 0
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register ``tradeoffs reproduce``."""
+    p = subparsers.add_parser(
+        "reproduce",
+        help="run the toy and MNIST experiments end to end and write REPORT.md",
+        description="The paper's findings, measured: trains (or loads from the cache) the "
+                    "models that carry its claim -- undefended CNN, PGD adversarial training "
+                    "at 0.4, IBP at 0.4 --, runs the l-inf invariance attack on the "
+                    "100 published sources, evaluates agreement with the human labels, "
+                    "provably-wrong counts and ceilings on every published set found, the "
+                    "toy trade-off curves, figures and REPORT.md. Fetches MNIST and the "
+                    "authors' release into the cache on first use. About 10 minutes on 2 "
+                    "cores from an empty cache, under a minute with cached models "
+                    "(docs/performance.md). --quick: a smoke run with tiny models; --full: "
+                    "every zoo model and the l0 attack on all 100 sources.")
+    p.add_argument("--out", default="results", help="output folder (default: results)")
+    p.add_argument("--quick", action="store_true",
+                   help="smoke run: tiny models, 20 sources, 200 test images, weak PGD")
+    p.add_argument("--full", action="store_true",
+                   help="full sweep: every zoo model, the l0 attack on all 100 sources, "
+                        "PGD-40 x 5 restarts, default toy sizes")
+    p.add_argument("--data-dir", default=None, help="MNIST folder (default: "
+                   "$INVARIANCE_TRADEOFFS_DATA, then the cache)")
+    p.add_argument("--published-dir", default=None, help="folder of the published release")
+    p.add_argument("--cache-dir", default=None, help="model cache (default: the zoo cache)")
+    p.add_argument("--models", nargs="+", default=None, metavar="NAME",
+                   help="zoo models to evaluate (default: all full ones; tiny with --quick)")
+    p.add_argument("--proxy", default=None, help="proxy configuration name")
+    p.add_argument("--n-sources", type=int, default=None, help="published sources attacked")
+    p.add_argument("--n-test", type=int, default=None,
+                   help="first N test images for clean and certified accuracy (default 10000; "
+                        "200 with --quick)")
+    p.add_argument("--n-test-pgd", type=int, default=None, metavar="N",
+                   help="first N of those for PGD accuracy (default 1000)")
+    p.add_argument("--pgd-steps", type=int, default=None)
+    p.add_argument("--pgd-restarts", type=int, default=None)
+    p.add_argument("--toy", choices=("small", "default", "none"), default=None)
+    p.add_argument("--l0-sources", type=int, default=None, metavar="N",
+                   help="published sources for the l0 attack (default: all 100; 3 with "
+                        "--quick; 0 skips it)")
+    p.add_argument("--l0-budget", choices=("default", "fast"), default=None,
+                   help="l0 attack search budget (default: default; fast with --quick)")
+    p.add_argument("--no-train", action="store_true",
+                   help="do not train models missing from the cache (report them as missing)")
+    p.add_argument("--attack-run", action="append", default=None, metavar="RUN.npz",
+                   help="a saved attack run (e.g. of the l0 attack) whose label-change rate "
+                        "the proxy estimates; repeatable")
+    p.add_argument("--n-jobs", type=int, default=-1,
+                   help="worker processes for training and the alignment search (default -1: "
+                        "one per CPU core)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads in the main process (default: as many as workers)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_cmd)

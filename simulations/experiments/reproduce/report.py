@@ -1,0 +1,248 @@
+"""``REPORT.md`` of a reproduction run, from its collected results."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from invariance_tradeoffs.simulations.experiments.reproduce.config import (
+    FULL_MODELS,
+    ReproduceConfig,
+)
+from invariance_tradeoffs.simulations.experiments.reproduce.figures import training_eps, value_of
+
+
+# --------------------------------------------------------------------------- report
+def fmt(q: dict | None, pct: bool = False) -> str:
+    if q is None:
+        return "-"
+    v = q["value"]
+    if q.get("kind") == "estimate" and q.get("low") is not None:
+        return f"{v:.3f} [{q['low']:.2f}, {q['high']:.2f}]"
+    return f"{v:.3f}" if not float(v).is_integer() else f"{int(v)}"
+
+
+def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
+    pub, info, evals = res["published"], res["models"], res["evals"]
+    lines = [
+        "# Reproduction report: Tramer et al. (ICML 2020) on MNIST and the toy families",
+        "",
+        f"Command: `{command}`  ",
+        f"Configuration: `config.json` ({config.mode} run; stage "
+        "results with their configuration digests in `stages/`).  ",
+        "Every interval is a 95% Clopper-Pearson interval (estimate); counts are exact; "
+        "PGD accuracy is an upper bound on the sample's robust accuracy, certified accuracy a "
+        "lower bound (exact for linear models).",
+        "",
+    ]
+    lines += _scope(config, res)
+    lines += ["## Label-change rates of the invariance attacks", "",
+              "| set | paper (quoted) | human labels of the release (computed) | "
+              "ceiling on robust accuracy |", "|---|---|---|---|"]
+    for name, r in pub["sets"].items():
+        paper = "-" if r["paper_rate"] is None else f"{r['paper_rate']:.0%}"
+        lines.append(f"| {name} | {paper} | {fmt(r['human_change_rate'])} | "
+                     f"{fmt(r['ceiling'])} |")
+    for name, r in pub["quoted_only"].items():
+        lines.append(f"| {name} (not in the data folder) | {r['paper_rate']:.0%} (quoted) | "
+                     "not available | - |")
+    lines += ["", "The ceiling (\"maximal real robust accuracy\") is the share of sources whose "
+              "human label did not change: no classifier can be correct and constant on a ball "
+              "that holds a label-changed example, so it bounds the accuracy of every classifier "
+              "that is robust (constant on the ball) at that radius -- upper bound on the "
+              "sample; the interval is for the population. It does not bound a classifier "
+              "that changes its label on the ball with the human (proofs/lemma.md, "
+              "Corollary 2).", ""]
+    lines += ["## Maximal real robust accuracy (ceiling) at each radius", ""]
+    for name, r in pub["sets"].items():
+        if r["radius"] is not None:
+            c = r["ceiling"]
+            lines.append(f"- eps = {r['radius']:g} ({name}): at most {c['value']:.2f} "
+                         f"(95% CI [{c['low']:.3f}, {c['high']:.3f}], n = {c['n']}) -- "
+                         "estimate from the human labels")
+    lines += [""]
+    lines += _direction(evals, info, list(pub["sets"]))
+    lines += ["## Models: sensitivity and invariance", "",
+              f"Clean and certified accuracy on the first {config.n_test} MNIST test images, "
+              f"PGD-{config.pgd_steps} ({config.pgd_restarts} random restart(s)) on the first "
+              f"{min(config.n_test_pgd or config.n_test, config.n_test)}. Agreement "
+              "columns: all examples / label-changed examples of each published set; "
+              "`prov. wrong` = certified at the source and human label changed (exact).", ""]
+    sets = list(pub["sets"])
+    head = ["model", "train eps", "clean"]
+    for e in config.eval_eps:
+        head += [f"PGD {e:g}", f"cert. {e:g}"]
+    for s in sets:
+        head += [f"agree {s}", f"agree chg {s}", f"prov. wrong {s}"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, i in info.items():
+        if m not in evals:
+            row = [m, "-", f"{i['status']}: not evaluated"] + ["-"] * (len(head) - 3)
+            lines.append("| " + " | ".join(row) + " |")
+            continue
+        e = evals[m]
+        tests = e.get("test", [])
+        row = [m, f"{training_eps(i):g}", fmt(tests[0]["clean_accuracy"]) if tests else "-"]
+        for t in tests:
+            row += [fmt(t["pgd_robust_accuracy"]), fmt(t["certified_robust_accuracy"])]
+        for s in sets:
+            p = e["published"][s]
+            pw = p["provably_wrong"]
+            row += [fmt(p["agreement"]), fmt(p["agreement_label_changed"]),
+                    "-" if pw is None else f"{int(pw['value'])}/{p['n_label_changed']}"]
+        lines.append("| " + " | ".join(row) + " |")
+    prox = res["proxy"]
+    lines += ["", "## The human-proxy labeller", "",
+              f"`{prox['name']}`: {prox['description']}", "",
+              "| set | agreement with humans | on label-changed | on unchanged | proxy "
+              "change rate | human change rate |", "|---|---|---|---|---|---|"]
+    for name, r in [*prox["validation"]["sets"].items(), ("pooled", prox["validation"]["pooled"])]:
+        lines.append(f"| {name} | {fmt(r['agreement'])} | {fmt(r['agreement_label_changed'])}"
+                     f" | {fmt(r['agreement_unchanged'])} | {fmt(r['proxy_change_rate'])} | "
+                     f"{fmt(r['human_change_rate'])} |")
+    sweep = prox.get("ink_threshold_sweep") or []
+    if sweep:
+        from invariance_tradeoffs.simulations.models.proxy import select_ink_threshold
+
+        rule = select_ink_threshold([{**r, "clean_accuracy": r["clean_accuracy"]["value"]}
+                                     for r in sweep])
+        lines += ["", f"Ink threshold (grey strokes of this intensity count as ink; "
+                  f"configured: {prox['config']['ink_threshold']:g}; the label-free rule -- "
+                  f"smallest threshold within 0.5 points of the clean accuracy at 1 -- picks "
+                  f"{rule:g} on these {config.n_test} test images):", "",
+                  "| ink threshold | clean accuracy | agreement (pooled) | on label-changed |",
+                  "|---|---|---|---|"]
+        for r in sweep:
+            v = r["validation"]
+            lines.append(f"| {r['ink_threshold']:g} | {fmt(r['clean_accuracy'])} | "
+                         f"{fmt(v['agreement'])} | {fmt(v['agreement_label_changed'])} |")
+    ranking = prox.get("ranking")
+    if ranking:
+        lines += ["", "What limits the proxy: how well its score 1 - p(source) ranks the human "
+                  "label changes (AUC, exact for the sample), the best agreement any threshold "
+                  "on that score reaches on the same set (in-sample, optimistic: no rule of "
+                  "this form does better here), and the agreement of the threshold fitted on "
+                  "the other set(s) (out-of-sample):", "",
+                  "| set | AUC | best-threshold agreement (in-sample) | threshold from the other "
+                  "sets (out-of-sample) |", "|---|---|---|---|"]
+        for name, r in ranking["sets"].items():
+            tr = (ranking.get("transfer") or {}).get(name)
+            auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
+            lines.append(f"| {name} | {auc} | {fmt(r['best_threshold_agreement'])} "
+                         f"(threshold {r['best_threshold']:.3f}) | "
+                         f"{'-' if tr is None else fmt(tr['agreement'])} |")
+    att = res["attack"]
+    lines += ["", "## The project's l-inf invariance attack on the published sources", "",
+              f"{att['n_sources']} sources (the first of `indexs.npy`); alignment "
+              f"{att['alignment_seconds']:.1f} s.", "",
+              "| eps | identical to published | human change rate (identical examples) | "
+              "proxy estimate of the change rate | proxy = human label |",
+              "|---|---|---|---|---|"]
+    for e, r in att["radii"].items():
+        ident = (f"{r['identical_to_published']}/{att['n_sources']}"
+                 if "identical_to_published" in r else "no published set")
+        lines.append(f"| {e} | {ident} | {fmt(r.get('human_label_change_rate_on_identical'))}"
+                     f" | {fmt(r['proxy_label_change_rate'])} (proxy estimate) | "
+                     f"{fmt(r.get('proxy_vs_human_on_these_sources'))} |")
+    for name, r in res.get("runs", {}).items():
+        lines.append(f"- saved run `{name}` ({r['attack']}, {r['n_examples']} examples of "
+                     f"{r['n_sources']} sources): label-change rate "
+                     f"{fmt(r.get('proxy_label_change_rate'))} (proxy estimate)")
+    l0 = res.get("l0")
+    if l0:
+        succ = l0["median_l0_successes"]
+        lines += ["", "## The project's l0 invariance attack on the published sources", "",
+                  f"Model-free (edits taken from aligned training images, accepted by the "
+                  f"k-NN judge): {l0['n_sources']} sources, {l0['params'].get('budget')} budget, "
+                  f"{l0['params'].get('training_set')}; {l0['seconds']:.0f} s. Binarised "
+                  f"pixels changed (exact counts): median **{l0['median_l0_all']:g}** over all "
+                  f"sources (a failure counts as infinite), "
+                  f"{'-' if succ is None else f'{succ:g}'} over the "
+                  f"{l0['n_examples']} examples found, {l0['n_failures']} failures; the "
+                  f"published l0 attack: median {l0['published_median_l0']} (quoted). "
+                  f"Label-change rate: {fmt(l0.get('proxy_label_change_rate'))} (proxy "
+                  f"estimate; the paper's humans: 55% for its l0 set, quoted). Run: "
+                  f"`runs/l0_all.npz` (+ `.png` grid)."]
+    lines += ["", "Proxy estimates are the proxy's labels, not human labels; read them with the "
+              "proxy's validated agreement above."]
+    if res.get("toy"):
+        lines += ["", "## Toy summary (exact where stated)", "",
+                  "| family | norm | good radius | kind |", "|---|---|---|---|"]
+        for r in res["toy"]["good_radii"]:
+            lines.append(f"| {r['family']} | {r['norm']} | {r['good_radius']:.4g} | "
+                         f"{r.get('good_radius_kind', '')} |")
+        lines += ["", "Trade-off tables: `toy/tradeoff.csv`."]
+    lines += ["", "## Figures", ""]
+    lines += [f"![{Path(f).stem}]({f})" for f in res["figures"]]
+    lines += ["", "## Provenance", "", "| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in res["seconds"].items()]
+    lines += ["", "Models (zoo cache keys hash the full configuration and the training data):",
+              ""]
+    for m, i in info.items():
+        lines.append(f"- `{m}`: {i['status']}" + (f", key `{i['key']}`" if "key" in i else ""))
+    return "\n".join(lines) + "\n"
+
+
+def _scope(config: ReproduceConfig, res: dict) -> list[str]:
+    """What this run found and what it cannot show (the top of REPORT.md)."""
+    pub = res["published"]
+    found = [f"`{n}` ({r['n']} examples)" for n, r in pub["sets"].items()]
+    lines = ["## What this run covers", "",
+             f"- Published sets found in `{pub.get('folder', '?')}`: "
+             + (", ".join(found) if found else "none") + "."]
+    for name, why in pub.get("missing", {}).items():
+        lines.append(f"- **Missing** `{name}`: {why}. Its paper rate is quoted below, not "
+                     "recomputed; `tradeoffs mnist download` fetches the release.")
+    trained = [t["job"] for t in res.get("training", [])]
+    status = {m: i["status"] for m, i in res["models"].items()}
+    lines.append("- Models: " + ", ".join(f"`{m}` ({s})" for m, s in status.items())
+                 + (f"; trained in this run: {', '.join(trained)}" if trained else "") + ".")
+    cannot = []
+    if config.mode == "quick":
+        cannot.append("**Quick run**: tiny models (800 training images, one epoch), a subset "
+                      "of sources and test images, weak PGD. Its numbers exercise the pipeline "
+                      "and say nothing about the paper's claims; `tradeoffs reproduce` (no "
+                      "option) measures them.")
+    if config.n_test_pgd is not None and config.n_test_pgd < config.n_test:
+        cannot.append(f"PGD accuracy is measured on the first {config.n_test_pgd} test images "
+                      f"only (clean and certified accuracy on {config.n_test}); "
+                      "`--n-test-pgd 10000` for all.")
+    if config.pgd_restarts < 5:
+        cannot.append(f"PGD-{config.pgd_steps} with {config.pgd_restarts} restart(s): a "
+                      "weaker upper bound on robust accuracy than the `--full` run's 5 "
+                      "restarts (and than AutoAttack).")
+    if config.l0_sources == 0:
+        cannot.append("The l0 invariance attack is not run (`--full` or `--l0-sources N`).")
+    if set(config.models) != set(FULL_MODELS) and config.mode != "quick":
+        cannot.append("Only part of the zoo is evaluated: the trend over training radii "
+                      "(0.1, 0.2, ...) and the linear and k-NN models need `--full`.")
+    cannot.append("Human labels exist only for the published examples: every statement "
+                  "about the package's own new invariance examples rests on the proxy "
+                  "labeller (an estimate, validated below), not on people.")
+    lines += ["", "What this run cannot show:", ""] + [f"- {c}" for c in cannot] + [""]
+    return lines
+
+
+def _direction(evals: dict, info: dict, sets: list[str]) -> list[str]:
+    """The paper's direction: agreement on label-changed examples against training eps."""
+    lines = ["## Direction of the paper's finding", "",
+             "Agreement with humans on label-changed examples for the CNNs, by training "
+             "radius (undefended = 0). The paper: the more robust the model, the less it agrees "
+             "with humans on examples whose label changed. Point estimates; their intervals are "
+             "in the table below (with 21 or 37 label-changed examples they are wide).", ""]
+    for fam, methods in (("PGD", ("standard", "pgd")), ("IBP", ("standard", "ibp"))):
+        names = sorted((m for m in evals if info[m]["config"]["method"] in methods),
+                       key=lambda m: training_eps(info[m]))
+        if len(names) < 2:
+            continue
+        for sname in sets:
+            vals = [value_of(evals[m]["published"][sname]["agreement_label_changed"])
+                    for m in names]
+            if any(np.isnan(vals)):
+                continue
+            falls = all(b <= a for a, b in zip(vals, vals[1:], strict=False))
+            seq = ", ".join(f"{m} {v:.2f}" for m, v in zip(names, vals, strict=True))
+            lines.append(f"- {fam}, {sname}: {seq} -> "
+                         f"{'non-increasing (as in the paper)' if falls else 'not monotone'}")
+    return lines + [""]
