@@ -30,7 +30,7 @@ import time
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.attacks.l0.attack import L0InvarianceAttack, warp
+from invariance_tradeoffs.simulations.attacks.l0 import L0InvarianceAttack, warp
 from invariance_tradeoffs.simulations.attacks.l0.judges import binarize
 from invariance_tradeoffs.simulations.data.mnist import load_mnist
 from invariance_tradeoffs.simulations.data.published import published_indices
@@ -53,11 +53,11 @@ def random_search(
     n_transforms : int
         Transforms evaluated against the pool.
     """
-    lo, hi = attack.space.lower[:7], attack.space.upper[:7]
-    pools = [attack._pool(c) for c in classes]
+    lo, hi = attack.search.space.lower[:7], attack.search.space.upper[:7]
+    pools = [attack.searcher.pool(c) for c in classes]
     best = [np.full(len(p.indices), np.inf) for p in pools]
     best_p = [np.zeros((len(p.indices), 8)) for p in pools]
-    levels = np.asarray(attack.coarse_levels)
+    levels = np.asarray(attack.search.coarse_levels)
     start, n = time.perf_counter(), 0
     while time.perf_counter() - start < seconds:
         params = lo + (hi - lo) * rng.random((batch, 7))
@@ -75,7 +75,7 @@ def random_search(
     rows = np.concatenate([p.indices for p in pools])
     allp = np.concatenate(best_p)
     top = np.argsort(np.concatenate(best), kind="stable")[:n_exact]
-    _, exact = attack._exact(source, rows[top], allp[top])
+    _, exact = attack.searcher.exact(source, rows[top], allp[top])
     return int(exact.min()), n
 
 

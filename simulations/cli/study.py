@@ -157,12 +157,13 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _results(args: argparse.Namespace):
+    from invariance_tradeoffs.simulations.study import data as study_data
     from invariance_tradeoffs.simulations.study import store
     from invariance_tradeoffs.simulations.study.results import ExclusionRule, summarise
 
     rule = ExclusionRule(args.min_check_accuracy)
     conn = store.connect(args.study)
-    return conn, summarise(store.read_study(conn), rule)
+    return conn, summarise(study_data.read_study(conn), rule)
 
 
 def _cmd_results(args: argparse.Namespace) -> int:

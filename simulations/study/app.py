@@ -43,6 +43,7 @@ import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
+from invariance_tradeoffs.simulations.study import data as study_data
 from invariance_tradeoffs.simulations.study import pages, store
 from invariance_tradeoffs.simulations.study.store import Refused
 
@@ -318,7 +319,7 @@ def create_app(path: str | Path, *, max_body: int = MAX_BODY):
 
         def work() -> str:
             conn = admin_check(request)
-            res = summarise(store.read_study(conn))
+            res = summarise(study_data.read_study(conn))
             parts = res.participants()
             summary = (f"{sum(p['answered'] > 0 for p in parts)} of {len(parts)} participants "
                        f"started, {sum(p['finished'] for p in parts)} finished; "
@@ -326,7 +327,7 @@ def create_app(path: str | Path, *, max_body: int = MAX_BODY):
                        f"received; {int((~res.kept).sum())} participants currently "
                        f"excluded. {res.rule.describe()}")
             return pages.admin_html(db.title, request.path_params["token"], summary, parts,
-                                    store.item_progress(conn))
+                                    study_data.item_progress(conn))
 
         try:
             return HTMLResponse(await run_in_threadpool(work))
@@ -344,7 +345,7 @@ def create_app(path: str | Path, *, max_body: int = MAX_BODY):
             raise Refused(404, "no such export: results.json, responses.csv or counts.csv")
 
         def work() -> Response:
-            res = summarise(store.read_study(admin_check(request)))
+            res = summarise(study_data.read_study(admin_check(request)))
             if kind == "results.json":
                 return JSONResponse(res.to_dict())
             text = responses_csv(res) if kind == "responses.csv" else counts_csv(res)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from invariance_tradeoffs.simulations.study.results import N_COLUMNS, StudyResults
-from invariance_tradeoffs.simulations.study.store import (
+from invariance_tradeoffs.simulations.study.data import (
     ImportedAnswer,
     add_imported_answers,
     item_images,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.study.store import NO_REFERENCE, StudyData
+from invariance_tradeoffs.simulations.study.data import NO_REFERENCE, StudyData
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
 from invariance_tradeoffs.theory.validation import as_labels

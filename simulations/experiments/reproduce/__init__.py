@@ -74,13 +74,12 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
 
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import load_published_examples
-    from invariance_tradeoffs.simulations.models.proxy import (
-        PROXY_CONFIGS,
+    from invariance_tradeoffs.simulations.evaluation.proxy_validation import (
         ink_threshold_sweep,
-        load_or_train_proxy,
         proxy_ranking,
         validate_proxy,
     )
+    from invariance_tradeoffs.simulations.models.proxy import PROXY_CONFIGS, load_or_train_proxy
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

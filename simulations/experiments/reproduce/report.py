@@ -103,7 +103,9 @@ def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -
                      f"{fmt(r['human_change_rate'])} |")
     sweep = prox.get("ink_threshold_sweep") or []
     if sweep:
-        from invariance_tradeoffs.simulations.models.proxy import select_ink_threshold
+        from invariance_tradeoffs.simulations.evaluation.proxy_validation import (
+            select_ink_threshold,
+        )
 
         rule = select_ink_threshold([{**r, "clean_accuracy": r["clean_accuracy"]["value"]}
                                      for r in sweep])

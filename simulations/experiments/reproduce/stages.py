@@ -178,7 +178,7 @@ def attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: di
     )
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import load_npy, published_indices
-    from invariance_tradeoffs.simulations.models.proxy import proxy_estimate
+    from invariance_tradeoffs.simulations.evaluation.proxy_validation import proxy_estimate
     from invariance_tradeoffs.simulations.models.zoo import default_cache_dir
 
     idx = published_indices(published_dir)
@@ -230,7 +230,7 @@ def attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: di
 def runs_stage(paths: tuple[str, ...], proxy: Any, validation: dict) -> dict:
     """Proxy estimates of the label-change rate of saved attack runs (any attack)."""
     from invariance_tradeoffs.simulations.attacks.runs import load_run
-    from invariance_tradeoffs.simulations.models.proxy import proxy_estimate
+    from invariance_tradeoffs.simulations.evaluation.proxy_validation import proxy_estimate
 
     out = {}
     for path in paths:

@@ -10,10 +10,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scipy import ndimage
 
-from invariance_tradeoffs.simulations.attacks.l0.attack import (
+from invariance_tradeoffs.simulations.attacks.l0 import (
     BUDGETS,
     PUBLISHED_TARGETS,
     L0InvarianceAttack,
+    L0Search,
     TransformSpace,
     apply_edit,
     candidate_clusters,
@@ -50,7 +51,7 @@ def mnist(mnist_dir):
 @pytest.fixture(scope="module")
 def attack(mnist):
     x, y, _, _ = mnist
-    return L0InvarianceAttack(x, y, random_state=3, **FAST)
+    return L0InvarianceAttack(x, y, random_state=3, search=FAST)
 
 
 @pytest.fixture(scope="module")
@@ -117,20 +118,20 @@ def _bound_holds(embed, bits_a, bits_b) -> bool:
 def test_pca_embedding_gives_hamming_lower_bounds(attack, seed):
     """Squared distances of the coarse stage's embeddings never exceed the Hamming
     distance; the check fails for a wrong embedding (projection scaled by 1.5)."""
-    from invariance_tradeoffs.simulations.attacks.l0.attack import _embed
+    from invariance_tradeoffs.simulations.attacks.l0.search import embed
 
     rng = np.random.default_rng(seed)
     src = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 20)]))
     a = src.reshape(20, -1) ^ (rng.random((20, 784)) < 0.05)
     b = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 15)])).reshape(15, -1)
-    basis = attack._basis()
-    assert _bound_holds(lambda x: _embed(x, basis), a, b)
+    basis = attack.searcher.basis()
+    assert _bound_holds(lambda x: embed(x, basis), a, b)
     wrong = (basis[0], 1.5 * basis[1])
-    assert not _bound_holds(lambda x: _embed(x, wrong), a, b)
+    assert not _bound_holds(lambda x: embed(x, wrong), a, b)
 
 
 def test_pool_hamming_is_exact(attack):
-    pool = attack._pool(3)
+    pool = attack.searcher.pool(3)
     rng = np.random.default_rng(0)
     q = rng.random((5, 784)) < 0.2
     d = pool.hamming(q)
@@ -346,7 +347,7 @@ def test_always_yes_judge_gives_smallest_edit_and_the_real_judge_notices(mnist, 
         return np.where(same, label, target)
 
     yes = L0InvarianceAttack(x, y, judge=always_yes, targets={label: (target,)},
-                             random_state=3, **FAST)
+                             random_state=3, search=FAST)
     r = yes.attack(xt[0], int(yt[0]), key=0)
     sizes = np.bincount(r.clusters[r.clusters >= 0])
     assert r.success and len(r.subset) == 1 and r.distortion == sizes.min()
@@ -357,7 +358,7 @@ def test_targets_skip_classes_the_source_already_reads_as(mnist):
     x, y, xt, yt = mnist
     # a judge that reads everything as 8: target 8 is never credited
     always8 = L0InvarianceAttack(x, y, judge=lambda imgs: np.full(len(imgs), 8),
-                                 targets={3: (8,)}, **FAST)
+                                 targets={3: (8,)}, search=FAST)
     i = int(np.flatnonzero(yt == 3)[0])
     r = always8.attack(xt[i], 3, key=i)
     assert not r.success and r.source_reading == 8 and r.target == -1
@@ -381,7 +382,9 @@ def test_bad_attack_inputs_raise(mnist, attack):
     with pytest.raises(ValueError, match="train_labels"):
         L0InvarianceAttack(x, y[:-1])
     with pytest.raises(ValueError, match="n_keep"):
-        L0InvarianceAttack(x, y, n_keep=0)
+        L0Search(n_keep=0)
+    with pytest.raises(ValueError, match="search must be"):
+        L0InvarianceAttack(x, y, search="slow")
     with pytest.raises(ValueError, match="source"):
         attack.attack(xt[0][:, :20], 1)
     with pytest.raises(ValueError, match="label"):

@@ -7,15 +7,17 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from invariance_tradeoffs.simulations.evaluation.proxy_validation import (
+    proxy_estimate,
+    proxy_ranking,
+    threshold_rule_labels,
+    validate_proxy,
+)
 from invariance_tradeoffs.simulations.models.adapters import NumpyModel
 from invariance_tradeoffs.simulations.models.proxy import (
     PROXY_CONFIGS,
     PROXY_METHOD,
     ProxyConfig,
-    proxy_estimate,
-    proxy_ranking,
-    threshold_rule_labels,
-    validate_proxy,
     with_overrides,
 )
 from invariance_tradeoffs.simulations.models.zoo import config_key
@@ -226,7 +228,7 @@ def test_ink_threshold_is_prediction_only_and_validated():
 
 
 def test_select_ink_threshold_reads_clean_accuracy_only():
-    from invariance_tradeoffs.simulations.models.proxy import select_ink_threshold
+    from invariance_tradeoffs.simulations.evaluation.proxy_validation import select_ink_threshold
 
     rows = [{"ink_threshold": 1.0, "clean_accuracy": 0.99},
             {"ink_threshold": 0.5, "clean_accuracy": 0.987},
@@ -240,11 +242,8 @@ def test_select_ink_threshold_reads_clean_accuracy_only():
 
 def test_ink_threshold_shows_grey_strokes_as_ink(tmp_path):
     torch = pytest.importorskip("torch")
-    from invariance_tradeoffs.simulations.models.proxy import (
-        ProxyLabeller,
-        build_proxy_cnn,
-        ink_threshold_sweep,
-    )
+    from invariance_tradeoffs.simulations.evaluation.proxy_validation import ink_threshold_sweep
+    from invariance_tradeoffs.simulations.models.proxy import ProxyLabeller, build_proxy_cnn
 
     net = build_proxy_cnn(4, seed=0)
     plain = ProxyLabeller([net], with_overrides("proxy-tiny", ink_threshold=1.0))

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
 from invariance_tradeoffs.simulations.cli import main
+from invariance_tradeoffs.simulations.study import data as study_data
 from invariance_tradeoffs.simulations.study import store
 from invariance_tradeoffs.simulations.study.design import (
     Design,
@@ -112,9 +113,9 @@ def test_study_file_contents(tmp_path):
     study = create_study(tmp_path / "s.study", items, Design(3, 2, 0.2, 1), fake_test_split())
     assert oct(os.stat(study.path).st_mode & 0o777) == "0o600"
     conn = store.connect(study.path)
-    data = store.read_study(conn)
+    data = study_data.read_study(conn)
     assert data.is_example.sum() == 8 and data.meta["design"]["seed"] == 1
-    np.testing.assert_array_equal(store.item_images(conn, range(8)), items.images)
+    np.testing.assert_array_equal(study_data.item_images(conn, range(8)), items.images)
     # only hashes of the tokens are stored
     dump = "\n".join(conn.iterdump())
     assert all(t not in dump for t in [*study.tokens, study.admin_token])
@@ -213,7 +214,7 @@ def test_cli_create_from_published_set(tmp_path, capsys, published_dir, mnist_di
                  str(published_dir), "--data-dir", str(mnist_dir.parent), "--participants",
                  "3", "--items", "0:9", "--out", str(out)])
     assert code == 0
-    data = store.read_study(store.connect(out))
+    data = study_data.read_study(store.connect(out))
     assert data.is_example.sum() == 9 and (~data.is_example).sum() >= 3
     ex = data.is_example
     assert (data.reference_label[ex] >= -1).all()  # the published human labels

@@ -14,6 +14,7 @@ pytest.importorskip("statsmodels")
 
 from invariance_tradeoffs.simulations.cli import main  # noqa: E402
 from invariance_tradeoffs.simulations.data.published import load_published_examples  # noqa: E402
+from invariance_tradeoffs.simulations.study import data as study_data  # noqa: E402
 from invariance_tradeoffs.simulations.study import store  # noqa: E402
 from invariance_tradeoffs.simulations.study.exports import (  # noqa: E402
     LABELSTUDIO_CONFIG,
@@ -46,7 +47,7 @@ def finished(tmp_path):
 
 def test_release_export_is_read_by_the_published_loader(finished, tmp_path, mnist_dir):
     conn = store.connect(finished.path)
-    res = summarise(store.read_study(conn))
+    res = summarise(study_data.read_study(conn))
     rel = export_release(conn, res, tmp_path / "out")
     conn.close()
     assert [p.name for p in rel.files] == ["study_eps03.npy", "study_eps03_labels.npy",
@@ -63,7 +64,7 @@ def test_release_export_is_read_by_the_published_loader(finished, tmp_path, mnis
     assert main(["study", "create", "--published", str(tmp_path / "out"), "--data-dir",
                  str(mnist_dir.parent), "--participants", "2", "--attention-rate", "0",
                  "--out", str(tmp_path / "again.study")]) == 0
-    again = store.read_study(store.connect(tmp_path / "again.study"))
+    again = study_data.read_study(store.connect(tmp_path / "again.study"))
     assert again.meta["release_name"] == "linf/study_eps03"
     np.testing.assert_array_equal(again.reference_label, s.human_labels)
 
@@ -72,7 +73,7 @@ def test_release_export_refuses_unfinished_studies(tmp_path):
     study = make_study(tmp_path / "s.study", n=6, participants=2, k=1, rate=0.0)
     answer_through_store(study.path, study.tokens[0], lambda kind, src, ref: src)
     conn = store.connect(study.path)
-    res = summarise(store.read_study(conn))
+    res = summarise(study_data.read_study(conn))
     with pytest.raises(ValueError, match="3 of 6 examples have no label"):
         export_release(conn, res, tmp_path / "out")
     assert not (tmp_path / "out").exists()
@@ -85,7 +86,7 @@ def test_release_export_refuses_unfinished_studies(tmp_path):
 
 
 def test_csv_exports(finished):
-    res = summarise(store.read_study(store.connect(finished.path)))
+    res = summarise(study_data.read_study(store.connect(finished.path)))
     rows = list(csv.DictReader(io.StringIO(responses_csv(res))))
     assert len(rows) == sum(len(s) for s in finished.plan.sequences)
     assert {r["participant_kept"] for r in rows if r["participant"] == "3"} == {"0"}
@@ -123,7 +124,7 @@ def test_labelstudio_round_trip(tmp_path):
     study = make_study(tmp_path / "s.study", n=8, participants=2, k=1, rate=0.2)
     conn = store.connect(study.path)
     tasks = labelstudio_tasks(conn)
-    data = store.read_study(conn)
+    data = study_data.read_study(conn)
     assert len(tasks) == data.n_items
     assert all(t["data"]["image"].startswith("data:image/png;base64,") for t in tasks)
     assert set(tasks[0]["data"]) == {"image", "item"}  # no label, target or kind
@@ -143,7 +144,7 @@ def test_labelstudio_round_trip(tmp_path):
         2 * data.n_items - 1, 0, 1, 2)
     again = import_labelstudio(conn, export)
     assert (again.added, again.already_present) == (0, 2 * data.n_items - 1)
-    res = summarise(store.read_study(conn))
+    res = summarise(study_data.read_study(conn))
     conn.close()
     parts = {p["origin"]: p for p in res.participants()}
     assert parts["labelstudio:11"]["kept"] and not parts["labelstudio:12"]["kept"]
@@ -214,7 +215,7 @@ def test_cli_results_export_import_invite(finished, tmp_path, capsys):
 
     tasks = json.loads((tmp_path / "ls.json").read_text())
     conn = store.connect(finished.path)
-    refs = {r: i for i, r in enumerate(store.read_study(conn).item_ref.tolist())}
+    refs = {r: i for i, r in enumerate(study_data.read_study(conn).item_ref.tolist())}
     conn.close()
     export = tmp_path / "ls-export.json"
     export.write_text(json.dumps(_labelstudio_export(tasks, {5: lambda i: "3"}, refs)))

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 pytest.importorskip("statsmodels")
 
+from invariance_tradeoffs.simulations.study import data as study_data  # noqa: E402
 from invariance_tradeoffs.simulations.study import store  # noqa: E402
 from invariance_tradeoffs.simulations.study.results import (  # noqa: E402
     REJECT_COLUMN,
@@ -204,7 +205,7 @@ def test_summary_of_a_real_study_file(tmp_path):
                              else ref)
     answer_through_store(study.path, tokens[2], lambda kind, src, ref: (src + 1) % 10)
     conn = store.connect(study.path)
-    res = summarise(store.read_study(conn))
+    res = summarise(study_data.read_study(conn))
     conn.close()
     assert res.kept.tolist() == [True, True, False]
     assert res.reasons[2].startswith("0 of ")
@@ -219,7 +220,7 @@ def test_summary_of_a_real_study_file(tmp_path):
     d = res.to_dict()
     assert d["participants_excluded"] == 1 and len(d["examples"]) == 12
     # with no exclusion the third participant's labels count: ties -> source label
-    loose = summarise(store.read_study(store.connect(study.path)), ExclusionRule(0.0))
+    loose = summarise(study_data.read_study(store.connect(study.path)), ExclusionRule(0.0))
     assert loose.kept.all() and loose.counts.sum() == 36
     assert loose.label_change.value == 0.0
 
@@ -229,7 +230,7 @@ def test_summary_reject_and_change(tmp_path):
     for t in study.tokens:
         answer_through_store(study.path, t, lambda kind, src, ref: src if kind == "check"
                              else (REJECT if src < 5 else src))
-    res = summarise(store.read_study(store.connect(study.path)))
+    res = summarise(study_data.read_study(store.connect(study.path)))
     assert res.label_change.value == pytest.approx(0.5)
     assert res.majority_reject.value == pytest.approx(0.5)
     ex = res.per_example()
