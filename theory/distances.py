@@ -7,6 +7,20 @@ Every distance offers two vectorised forms:
 * ``d.pairwise(X, Y)`` -- all pairs, shape ``(n, m)``.
 
 Pairwise lp computations are delegated to :func:`scipy.spatial.distance.cdist`.
+
+Distances that are norms of ``x - x'`` also carry the geometry that attacks, robust
+training and exact linear analysis need, so a new norm is added in one place and works
+everywhere:
+
+* ``d.norm(V)`` -- ``d(V, 0)`` row-wise;
+* ``d.dual_norm(W)`` -- ``max_{d(v, 0) <= 1} w . v`` (the worst case of a linear score
+  over a ball of radius 1: ``w . x - eps * dual_norm(w)``);
+* ``d.steepest(G)`` -- a maximiser of ``g . v`` over ``d(v, 0) <= 1`` (PGD's step);
+* ``d.project(X0, X, eps)`` -- the Euclidean projection of each ``X[i]`` onto the closed
+  ball ``{x : d(x, X0[i]) <= eps}`` (exact);
+* ``d.whitening()`` -- a matrix ``A`` with ``d(x, y) = ||(x - y) A||_2`` when one exists.
+
+A distance without one of these raises ``NotImplementedError`` naming it.
 """
 
 from __future__ import annotations
@@ -110,6 +124,93 @@ class Distance(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name})"
 
+    # -- geometry (norm-induced distances) ---------------------------------------------
+    def _unsupported(self, what: str) -> NotImplementedError:
+        return NotImplementedError(f"the {self.name} distance has no {what}")
+
+    def norm(self, V: Any) -> np.ndarray:
+        """``d(V[i], 0)`` for each row."""
+        V = as_batch(V, "V", allow_empty=True)
+        return self._rowwise(V, np.zeros_like(V))
+
+    def dual_norm(self, W: Any) -> np.ndarray:
+        """``max_{d(v, 0) <= 1} W[i] . v`` for each row (norm-induced distances only)."""
+        raise self._unsupported("dual norm")
+
+    def steepest(self, G: Any) -> np.ndarray:
+        """A maximiser of ``G[i] . v`` over ``d(v, 0) <= 1``, row by row."""
+        raise self._unsupported("steepest-ascent direction")
+
+    def project(self, X0: Any, X: Any, eps: float) -> np.ndarray:
+        """The point of the closed ball ``B_d(X0[i], eps)`` nearest (in l2) to ``X[i]``."""
+        raise self._unsupported("projection onto its balls")
+
+    def whitening(self) -> np.ndarray | None:
+        """``A`` with ``d(x, y) = ||(x - y) A||_2``, or ``None`` when there is none."""
+        return None
+
+    def _pair(self, X0: Any, X: Any, eps: float) -> tuple[np.ndarray, np.ndarray, float]:
+        dtype = _float_dtype(X0, X)
+        X0 = as_batch(X0, "X0", allow_empty=True, dtype=dtype)
+        X = as_batch(X, "X", n_features=X0.shape[1], allow_empty=True, dtype=dtype)
+        check_same_length(X0=X0, X=X)
+        return X0, X, check_eps(eps, allow_inf=True)
+
+
+def _float_dtype(*arrays: Any) -> type:
+    """float32 when every array is float32 (kept, so float32 attacks stay float32), else
+    float64."""
+    return np.float32 if all(np.asarray(a).dtype == np.float32 for a in arrays) \
+        else np.float64
+
+
+def _project_l1_ball(V: np.ndarray, eps: float) -> np.ndarray:
+    """Euclidean projection of each row onto the l1 ball of radius ``eps`` (sort-based,
+    Duchi et al., 2008)."""
+    a = np.abs(V)
+    inside = a.sum(axis=1) <= eps
+    if eps == 0:
+        return np.zeros_like(V)
+    mu = -np.sort(-a, axis=1)
+    cs = np.cumsum(mu, axis=1)
+    k = np.arange(1, V.shape[1] + 1)
+    cond = mu - (cs - eps) / k > 0
+    cond[:, 0] = True  # k = 1 always qualifies (mu_1 - (mu_1 - eps) = eps), even in floats
+    rho = V.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
+    theta = (cs[np.arange(len(V)), rho] - eps) / (rho + 1)
+    proj = np.sign(V) * np.maximum(a - theta[:, None], 0.0)
+    return np.where(inside[:, None], V, proj)
+
+
+def _project_ellipsoid(V: np.ndarray, eps: float, eigvals: np.ndarray,
+                       eigvecs: np.ndarray) -> np.ndarray:
+    """Euclidean projection of each row ``v`` onto ``{z : z P z <= eps^2}`` where
+    ``P = eigvecs diag(eigvals) eigvecs^T`` (positive definite): ``z = (I + lam P)^-1 v``
+    with ``lam >= 0`` found by bisection on the monotone constraint (to float precision)."""
+    U = V @ eigvecs  # coordinates in the eigenbasis
+    quad = (U**2 * eigvals).sum(axis=1)
+    out = V.copy()
+    outside = quad > eps**2
+    if not outside.any() or eps == np.inf:
+        return out
+    if eps == 0:
+        out[outside] = 0.0
+        return out
+    Uo = U[outside]
+    lo = np.zeros(len(Uo))
+    hi = np.sqrt((Uo**2 / eigvals).sum(axis=1)) / eps  # f(hi) <= eps^2 at this lam
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        f = (eigvals * Uo**2 / (1.0 + mid[:, None] * eigvals) ** 2).sum(axis=1)
+        big = f > eps**2
+        lo = np.where(big, mid, lo)
+        hi = np.where(big, hi, mid)
+        if np.all(hi - lo <= 1e-15 * np.maximum(hi, 1.0)):
+            break
+    Z = Uo / (1.0 + hi[:, None] * eigvals)  # hi: on the feasible side
+    out[outside] = Z @ eigvecs.T
+    return out
+
 
 class LpDistance(Distance):
     """The lp distance ``||x - x'||_p`` for p in {0, 1, 2, inf} or any real p >= 1.
@@ -145,6 +246,54 @@ class LpDistance(Distance):
         if self.p == 2:
             return cdist(X, Y, "euclidean")
         return cdist(X, Y, "minkowski", p=self.p)
+
+    def dual_norm(self, W: Any) -> np.ndarray:
+        if self.p == 0:
+            raise self._unsupported("dual norm (l0 is not a norm)")
+        W = as_batch(W, "W", allow_empty=True)
+        return np.linalg.norm(W, ord=dual_exponent(self.p), axis=1)
+
+    def steepest(self, G: Any) -> np.ndarray:
+        G = as_batch(G, "G", allow_empty=True, dtype=_float_dtype(G))
+        if np.isinf(self.p):
+            return np.sign(G)
+        if self.p == 2:
+            return G / np.maximum(np.linalg.norm(G, axis=1, keepdims=True), 1e-300)
+        if self.p == 1:  # move the largest-gradient coordinate of each row
+            out = np.zeros_like(G)
+            rows = np.arange(len(G))
+            idx = np.argmax(np.abs(G), axis=1)
+            out[rows, idx] = np.sign(G[rows, idx])
+            return out
+        if self.p == 0:
+            raise self._unsupported("steepest-ascent direction (l0 is not a norm)")
+        q = dual_exponent(self.p)
+        scale = np.maximum(np.linalg.norm(G, ord=q, axis=1, keepdims=True), 1e-300)
+        return np.sign(G) * (np.abs(G) / scale) ** (q - 1)
+
+    def project(self, X0: Any, X: Any, eps: float) -> np.ndarray:
+        X0, X, eps = self._pair(X0, X, eps)
+        if np.isinf(self.p):
+            # clip(x, x0 - eps, x0 + eps): the same floats as clamping to the box
+            return np.clip(X, X0 - eps, X0 + eps)
+        delta = X - X0
+        if self.p == 2:
+            nrm = np.linalg.norm(delta, axis=1, keepdims=True)
+            return X0 + delta * np.minimum(1.0, eps / np.maximum(nrm, 1e-300))
+        if self.p == 1:
+            return X0 + _project_l1_ball(delta, eps)
+        if self.p == 0:  # keep the floor(eps) largest changes
+            k = int(np.floor(eps)) if np.isfinite(eps) else delta.shape[1]
+            if k >= delta.shape[1]:
+                return X.copy()
+            order = np.argsort(-np.abs(delta), axis=1, kind="stable")
+            keep = np.zeros_like(delta, dtype=bool)
+            np.put_along_axis(keep, order[:, :k], True, axis=1)
+            return X0 + np.where(keep, delta, 0.0)
+        raise self._unsupported(f"exact projection onto its balls (p = {self.p:g})")
+
+    def whitening(self) -> np.ndarray | None:
+        return None  # identity for l2 (handled by callers via whitening_or_identity)
 
 
 class WeightedLpDistance(Distance):
@@ -184,6 +333,31 @@ class WeightedLpDistance(Distance):
         self._check(X)
         s = self._scale()
         return LpDistance(self.p)._pairwise(X * s, Y * s)
+
+    # ||v||_w = ||s * v||_p: the geometry of lp in the coordinates z = s * v.
+    def dual_norm(self, W: Any) -> np.ndarray:
+        W = as_batch(W, "W", allow_empty=True)
+        self._check(W)
+        return LpDistance(self.p).dual_norm(W / self._scale())
+
+    def steepest(self, G: Any) -> np.ndarray:
+        G = as_batch(G, "G", allow_empty=True)
+        self._check(G)
+        s = self._scale()
+        return LpDistance(self.p).steepest(G / s) / s
+
+    def project(self, X0: Any, X: Any, eps: float) -> np.ndarray:
+        X0, X, eps = self._pair(X0, X, eps)
+        self._check(X0)
+        s = self._scale()
+        if np.isinf(self.p):  # a box with half-widths eps / w_i
+            return np.clip(X, X0 - eps / s, X0 + eps / s)
+        if self.p == 2:  # an axis-aligned ellipsoid
+            return X0 + _project_ellipsoid(X - X0, eps, s**2, np.eye(s.size))
+        raise self._unsupported(f"exact projection onto its balls (p = {self.p:g})")
+
+    def whitening(self) -> np.ndarray | None:
+        return np.diag(self._scale()) if self.p == 2 else None
 
 
 class MahalanobisDistance(Distance):
@@ -229,6 +403,34 @@ class MahalanobisDistance(Distance):
 
     def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         return LpDistance(2)._pairwise(self.whiten(X), self.whiten(Y))
+
+    def _eig(self) -> tuple[np.ndarray, np.ndarray]:
+        if not hasattr(self, "_eigh"):
+            self._eigh = np.linalg.eigh(self.precision)
+        return self._eigh
+
+    def dual_norm(self, W: Any) -> np.ndarray:
+        # max over v P v^T <= 1 of w . v is sqrt(w P^-1 w^T)
+        W = as_batch(W, "W", n_features=self.precision.shape[0], allow_empty=True)
+        Z = np.linalg.solve(self._transform, W.T).T  # w T^-T: ||.||_2 = sqrt(w P^-1 w)
+        return np.linalg.norm(Z, axis=1)
+
+    def steepest(self, G: Any) -> np.ndarray:
+        G = as_batch(G, "G", n_features=self.precision.shape[0], allow_empty=True)
+        V = np.linalg.solve(self.precision, G.T).T  # P^-1 g
+        scale = np.sqrt(np.maximum(np.einsum("ij,ij->i", G, V), 1e-300))
+        return V / scale[:, None]
+
+    def project(self, X0: Any, X: Any, eps: float) -> np.ndarray:
+        X0, X, eps = self._pair(X0, X, eps)
+        if X0.shape[1] != self.precision.shape[0]:
+            raise ValueError(f"inputs have {X0.shape[1]} features but the matrix is "
+                             f"{self.precision.shape[0]}-D")
+        vals, vecs = self._eig()
+        return X0 + _project_ellipsoid(X - X0, eps, vals, vecs)
+
+    def whitening(self) -> np.ndarray | None:
+        return self._transform
 
 
 Transform = Callable[[np.ndarray], np.ndarray]

@@ -52,6 +52,8 @@ import numpy as np
 from scipy import ndimage
 from threadpoolctl import threadpool_limits
 
+from invariance_tradeoffs.simulations.images import as_stored_pixels
+
 __all__ = [
     "TRANSFORM_GRID",
     "AlignmentResult",
@@ -85,15 +87,6 @@ def transform_grid(
 #: The default 775-transform grid (row shift, column shift, angle).
 TRANSFORM_GRID: np.ndarray = transform_grid()
 TRANSFORM_GRID.flags.writeable = False
-
-
-def _as_images(images: object, name: str) -> np.ndarray:
-    arr = np.asarray(images)
-    if arr.ndim != 3 or arr.shape[1:] != (28, 28):
-        raise ValueError(f"{name} must have shape (n, 28, 28), got {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise TypeError(f"{name} must be uint8 pixel values 0..255, got dtype {arr.dtype}")
-    return arr
 
 
 def transform_image(
@@ -225,7 +218,7 @@ class NeighbourIndex:
     def __init__(
         self, images: np.ndarray, labels: np.ndarray, *, n_components: int = 64, chunk: int = 128
     ) -> None:
-        images = _as_images(images, "train_images")
+        images = as_stored_pixels(images, "train_images")
         labels = np.asarray(labels)
         if labels.shape != (len(images),) or not np.issubdtype(labels.dtype, np.integer):
             raise ValueError(
@@ -439,7 +432,7 @@ def align_neighbours(
     -------
     AlignmentResult
     """
-    sources = _as_images(sources, "sources")
+    sources = as_stored_pixels(sources, "sources")
     labels = np.asarray(labels)
     if labels.shape != (len(sources),) or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers of shape ({len(sources)},), got {labels.shape}")

@@ -1,19 +1,27 @@
-"""l-inf projected gradient descent (Madry et al., 2018) with random restarts.
+"""Projected gradient descent (Madry et al., 2018): the one PGD of the package.
 
-PGD searches the threat set ``B(x, eps) ∩ [0, 1]^d`` for a *sensitivity* example: an
-input the model labels differently from ``y``. Every iterate is projected back into
-the set, so each returned point is a valid perturbation. PGD accuracy (the share of
-samples on which no restart succeeds) is an *upper* bound on the model's robust
-accuracy on that sample; certification (:mod:`simulations.certification`) gives the
-lower bound.
+PGD searches the threat set ``B_d(x, eps) ∩ box`` for a *sensitivity* example (an input
+the model labels differently from ``y``) by signed-gradient ascent on the loss, each step
+taken along :meth:`Distance.steepest <invariance_tradeoffs.theory.distances.Distance.steepest>`
+and projected back with
+:meth:`Distance.project <invariance_tradeoffs.theory.distances.Distance.project>`, so every
+iterate is a valid perturbation for any norm the distance object supports (l-inf, l2, l1,
+weighted, Mahalanobis).
 
-:func:`pgd_torch` is the inner loop on torch tensors (also used for adversarial
-training); :func:`pgd_attack` adds restarts, batching and numpy at the boundary;
-:func:`pgd_robust_accuracy` turns the result into a :class:`theory.results.Quantity`.
+- :func:`pgd` is the algorithm on numpy arrays, for any model given as a loss gradient
+  (a torch network through :func:`torch_loss_gradient`, the toy MLPs through their own);
+- :func:`uniform_start` / :func:`perturbed_start` are its two random starts;
+- :func:`pgd_attack` adds restarts, batching and early stopping for evaluation on MNIST,
+  :func:`pgd_robust_accuracy` turns it into a
+  :class:`~invariance_tradeoffs.theory.results.Quantity`.
+
+PGD accuracy (the share of samples on which no restart succeeds) is an *upper* bound on
+the model's robust accuracy on that sample; certification gives the lower bound.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +34,18 @@ from invariance_tradeoffs.simulations.models.adapters import (
     batch_slices,
 )
 from invariance_tradeoffs.simulations.optional import F, require_torch, torch
+from invariance_tradeoffs.theory.distances import Distance, LpDistance
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
 from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_int
 
-__all__ = ["PGDResult", "default_step_size", "pgd_torch", "pgd_attack", "pgd_robust_accuracy"]
+__all__ = ["LossGradient", "PGDResult", "default_step_size", "perturbed_start", "pgd",
+           "project_to_threat_set",
+           "pgd_attack", "pgd_robust_accuracy", "torch_loss_gradient", "uniform_start"]
+
+#: ``loss_gradient(x, y) -> (gradient of the summed loss w.r.t. x, logits or None)``.
+LossGradient = Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray | None]]
+
+_LINF = LpDistance("linf")
 
 
 def default_step_size(eps: float, steps: int) -> float:
@@ -37,77 +53,102 @@ def default_step_size(eps: float, steps: int) -> float:
     return 2.5 * eps / steps
 
 
-def pgd_torch(
-    forward: Any,
-    x: Any,
-    y: Any,
-    eps: float,
-    *,
-    steps: int,
-    step_size: float,
-    random_start: bool = True,
-    generator: Any = None,
-    early_stop: bool = False,
-) -> Any:
-    """Maximise the cross-entropy of ``forward`` over ``B(x, eps) ∩ [0, 1]^d``.
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1)
+
+
+def project_to_threat_set(distance: Distance, x: np.ndarray, x_new: np.ndarray, eps: float,
+             clip: tuple[float, float] | None) -> np.ndarray:
+    """``x_new`` projected onto ``B_d(x, eps)`` row by row (any shape ``(n, ...)``), then
+    clipped into the box ``clip`` (for l-inf the result stays in the ball)."""
+    out = distance.project(_flat(x), _flat(x_new), eps).reshape(x.shape)
+    return out if clip is None else np.clip(out, clip[0], clip[1])
+
+
+def uniform_start(x: np.ndarray, eps: float, uniform: np.ndarray,
+                  clip: tuple[float, float] | None = (0.0, 1.0)) -> np.ndarray:
+    """A uniform point of the l-inf ball ``B(x, eps)`` intersected with the box ``clip``:
+    ``lo + u * (hi - lo)`` for ``u = uniform`` in ``[0, 1)`` (the MNIST evaluation's start)."""
+    lo, hi = x - eps, x + eps
+    if clip is not None:
+        lo, hi = np.clip(lo, clip[0], clip[1]), np.clip(hi, clip[0], clip[1])
+    return lo + uniform * (hi - lo)
+
+
+def perturbed_start(x: np.ndarray, noise: np.ndarray, distance: Distance, eps: float,
+                    clip: tuple[float, float] | None = None) -> np.ndarray:
+    """``x + noise`` projected onto ``B_d(x, eps)`` and clipped (Madry et al.'s start: for
+    l-inf with ``noise`` uniform in ``[-eps, eps]`` the projection does nothing)."""
+    return project_to_threat_set(distance, x, x + noise, eps, clip)
+
+
+def pgd(loss_gradient: LossGradient, x: np.ndarray, y: np.ndarray, *,
+        distance: Distance = _LINF, eps: float, steps: int, step_size: float,
+        start: np.ndarray | None = None, clip: tuple[float, float] | None = (0.0, 1.0),
+        early_stop: bool = False) -> np.ndarray:
+    """Maximise the loss over ``B_d(x, eps) ∩ clip`` by projected steepest ascent.
 
     Parameters
     ----------
-    forward : callable
-        Maps a torch batch to logits (a module or :meth:`TorchModel.forward`).
-    x : torch.Tensor, values in [0, 1]
-    y : torch.LongTensor, shape (n,)
+    loss_gradient : callable
+        ``(x, y) -> (grad, logits)``: gradient of the summed loss with respect to the input
+        batch, and the logits at that batch (needed with ``early_stop``; else may be None).
+    x : ndarray (n, ...)
+        The clean inputs (float32 or float64; the dtype is kept).
+    y : int ndarray (n,)
+    distance : Distance
+        The threat model's distance (its ``steepest`` and ``project``); default l-inf.
     eps : float
-        l-inf radius.
+        Radius.
     steps : int
-        Signed-gradient ascent steps.
     step_size : float
-    random_start : bool
-        Start from a uniform point of the ball (clipped to [0, 1]) instead of ``x``.
-    generator : torch.Generator, optional
-        Source of the random start (pass one for reproducibility).
+    start : ndarray, optional
+        The first iterate (:func:`uniform_start`, :func:`perturbed_start`); default ``x``.
+    clip : (float, float) or None
+        Box of valid inputs.
     early_stop : bool
-        Freeze each sample at the first iterate the model misclassifies and stop
-        computing gradients for it (evaluation: the attack's success is decided by the
-        first sensitivity example found, and the work shrinks as samples break).
-        Training keeps the default ``False``: every sample gets all ``steps``.
+        Freeze each sample at the first iterate the model misclassifies and stop computing
+        its gradient (evaluation: success is decided by the first sensitivity example
+        found). Training keeps ``False``: every sample gets all ``steps``.
 
     Returns
     -------
-    torch.Tensor
-        Detached adversarial batch; ``|x_adv - x|_inf <= eps`` and ``0 <= x_adv <= 1``.
+    ndarray like ``x``
+        The last iterates (the frozen ones with ``early_stop``).
     """
-    require_torch()
-    lo = (x - eps).clamp(0.0, 1.0)
-    hi = (x + eps).clamp(0.0, 1.0)
-    if random_start:
-        u = torch.rand(x.shape, generator=generator, dtype=x.dtype, device=x.device)
-        x_adv = lo + u * (hi - lo)
-    else:
-        x_adv = x.detach().clone()
+    x_adv = np.array(x if start is None else start, dtype=x.dtype, copy=True)
     if not early_stop:
         for _ in range(steps):
-            x_adv.requires_grad_(True)
-            loss = F.cross_entropy(forward(x_adv), y, reduction="sum")
-            (grad,) = torch.autograd.grad(loss, x_adv)
-            with torch.no_grad():
-                x_adv = torch.minimum(torch.maximum(x_adv + step_size * grad.sign(), lo), hi)
-        return x_adv.detach()
-    x_adv = x_adv.detach()
-    active = torch.arange(x.shape[0], device=x.device)
+            grad, _ = loss_gradient(x_adv, y)
+            step = distance.steepest(_flat(grad)).reshape(x.shape)
+            x_adv = project_to_threat_set(distance, x, x_adv + step_size * step, eps, clip)
+        return x_adv
+    active = np.arange(len(x))
     for _ in range(steps):
-        xa = x_adv[active].requires_grad_(True)
-        logits = forward(xa)
-        keep = logits.argmax(dim=1) == y[active]  # not yet fooled: keep attacking
-        if not bool(keep.any()):
+        grad, logits = loss_gradient(x_adv[active], y[active])
+        keep = np.argmax(logits, axis=1) == y[active]  # not yet fooled: keep attacking
+        if not keep.any():
             return x_adv
-        loss = F.cross_entropy(logits[keep], y[active][keep], reduction="sum")
-        (grad,) = torch.autograd.grad(loss, xa)
         active = active[keep]
-        with torch.no_grad():
-            step = xa[keep] + step_size * grad[keep].sign()
-            x_adv[active] = torch.minimum(torch.maximum(step, lo[active]), hi[active])
+        step = distance.steepest(_flat(grad[keep])).reshape(grad[keep].shape)
+        x_adv[active] = project_to_threat_set(distance, x[active],
+                                              x_adv[active] + step_size * step, eps, clip)
     return x_adv
+
+
+def torch_loss_gradient(forward: Any) -> LossGradient:
+    """The summed cross-entropy gradient of a torch ``forward`` (a module or
+    :meth:`TorchModel.forward`), numpy in and out: the bridge from :func:`pgd` to torch."""
+    require_torch()
+
+    def loss_gradient(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        xt = torch.from_numpy(np.ascontiguousarray(x)).requires_grad_(True)
+        logits = forward(xt)
+        loss = F.cross_entropy(logits, torch.from_numpy(np.asarray(y)), reduction="sum")
+        (grad,) = torch.autograd.grad(loss, xt)
+        return grad.numpy(), logits.detach().numpy()
+
+    return loss_gradient
 
 
 @dataclass(frozen=True)
@@ -153,9 +194,9 @@ def pgd_attack(
 
     Samples misclassified at ``x`` count as successes without attack; later restarts
     only attack samples not yet broken, and within a restart a sample stops at the first
-    iterate the model misclassifies (:func:`pgd_torch` with ``early_stop``): success is
-    decided by the first sensitivity example found, and the work shrinks as samples
-    break. Deterministic for a given ``seed``.
+    iterate the model misclassifies (:func:`pgd` with ``early_stop``). Each restart starts
+    from a uniform point of the ball within ``[0, 1]`` (:func:`uniform_start`, drawn from
+    a torch generator seeded with ``seed``). Deterministic for a given ``seed``.
 
     Parameters
     ----------
@@ -192,6 +233,7 @@ def pgd_attack(
     step_size = default_step_size(eps, steps) if step_size is None else check_eps(
         step_size, "step_size")
     gen = torch.Generator().manual_seed(int(seed))
+    grad_fn = torch_loss_gradient(tm.forward)
 
     x_adv = x.copy()
     success = tm.predict(x) != y
@@ -201,18 +243,13 @@ def pgd_attack(
             break
         for sl in batch_slices(todo.size, batch_size):
             idx = todo[sl]
-            xb = torch.from_numpy(x[idx])
-            yb = torch.from_numpy(y[idx])
-            adv = pgd_torch(tm.forward, xb, yb, eps, steps=steps, step_size=step_size,
-                            generator=gen, early_stop=True)
-            with torch.no_grad():
-                fooled = (tm.forward(adv).argmax(dim=1) != yb).numpy()
-            x_adv[idx] = adv.numpy()
-            success[idx] = fooled
+            u = torch.rand(x[idx].shape, generator=gen, dtype=torch.float32).numpy()
+            adv = pgd(grad_fn, x[idx], y[idx], eps=eps, steps=steps, step_size=step_size,
+                      start=uniform_start(x[idx], eps, u), early_stop=True)
+            x_adv[idx] = adv
+            success[idx] = tm.predict(adv) != y[idx]
     return PGDResult(x_adv=x_adv, success=success, eps=eps, steps=steps,
                      step_size=float(step_size), restarts=restarts)
-
-
 def pgd_robust_accuracy(model: Any, x: np.ndarray, y: np.ndarray, eps: float,
                         **attack: Any) -> Quantity:
     """Empirical robust accuracy under :func:`pgd_attack`, as an estimate with CI.

@@ -35,6 +35,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.images import as_unit_images
 from invariance_tradeoffs.simulations.optional import nn, require_torch, torch
 from invariance_tradeoffs.theory.validation import as_labels, check_int, check_n_classes
 
@@ -62,59 +63,29 @@ N_PIXELS: int = 28 * 28
 
 
 def as_images(x: object, name: str = "x", *, allow_empty: bool = False) -> np.ndarray:
-    """Validate a model input batch and return it as float32 ``(n, 1, 28, 28)``.
+    """Check a batch already in the model format: float ``(n, 1, 28, 28)`` in ``[0, 1]``
+    (numpy or a torch tensor); returned as contiguous float32.
 
-    Parameters
-    ----------
-    x : array_like
-        Images with values in ``[0, 1]``, shape ``(n, 1, 28, 28)``.
-    name : str
-        Argument name used in error messages.
-    allow_empty : bool
-        Whether ``n == 0`` is accepted.
-
-    Raises
-    ------
-    TypeError
-        If ``x`` is not numeric.
-    ValueError
-        If the shape is not ``(n, 1, 28, 28)``, or values are non-finite or outside ``[0, 1]``.
+    Raises ``TypeError`` (not numeric) or ``ValueError`` (shape, NaN/inf, range); see
+    :func:`invariance_tradeoffs.simulations.images.as_unit_images`.
     """
     if torch is not None and isinstance(x, torch.Tensor):
         x = x.detach().cpu().numpy()
-    arr = np.asarray(x)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim != 4 or arr.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"{name} must have shape (n, 1, 28, 28), got {arr.shape}")
-    if arr.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} is an empty batch (shape {arr.shape})")
-    arr = np.ascontiguousarray(arr, dtype=np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    if arr.size and (arr.min() < 0.0 or arr.max() > 1.0):
-        raise ValueError(
-            f"{name} must hold values in [0, 1], got range [{arr.min()}, {arr.max()}]"
-        )
-    return arr
+    return as_unit_images(x, name, channels=True, dtype=np.float32, allow_empty=allow_empty,
+                          strict=True)
 
 
 def to_model_input(images: object, name: str = "images") -> np.ndarray:
-    """Convert MNIST images to the adapter input format.
+    """Convert MNIST images to the model format: the one conversion at the boundary.
 
     Accepts uint8 images in ``0..255`` (divided by 255) or float images already in
     ``[0, 1]``, of shape ``(n, 28, 28)`` or ``(n, 1, 28, 28)``. Nothing else is
     reshaped: a flat ``(n, 784)`` batch is rejected so that a transposed or
     mis-shaped array cannot slip through.
     """
-    arr = np.asarray(images)
-    if arr.ndim == 3:
-        arr = arr[:, None, :, :]
-    if arr.dtype == np.uint8:
-        arr = arr.astype(np.float32) / np.float32(255.0)
-    return as_images(arr, name)
+    if torch is not None and isinstance(images, torch.Tensor):
+        images = images.detach().cpu().numpy()
+    return as_unit_images(images, name, channels=True, dtype=np.float32)
 
 
 # --------------------------------------------------------------------------- protocol

@@ -57,13 +57,20 @@ def training_tensors(images: np.ndarray, labels: np.ndarray) -> tuple[Any, Any]:
 def train_step(net: Any, config: TrainConfig, xb: Any, yb: Any, eps_t: float,
                 gen: Any) -> tuple[Any, Any]:
     """Loss of one batch for the config's method at radius ``eps_t``; also the clean logits."""
-    from invariance_tradeoffs.simulations.attacks.pgd import pgd_torch
+    from invariance_tradeoffs.simulations.attacks.pgd import (
+        pgd,
+        torch_loss_gradient,
+        uniform_start,
+    )
     from invariance_tradeoffs.simulations.certification import ibp_margin_upper
 
     if config.method == "pgd" and eps_t > 0:
         step_size = config.pgd_step_size * eps_t / config.eps
-        xb = pgd_torch(net, xb, yb, eps_t, steps=config.pgd_steps, step_size=step_size,
-                       generator=gen)
+        x, y = xb.numpy(), yb.numpy()
+        u = torch.rand(xb.shape, generator=gen, dtype=xb.dtype).numpy()
+        adv = pgd(torch_loss_gradient(net), x, y, eps=eps_t, steps=config.pgd_steps,
+                  step_size=step_size, start=uniform_start(x, eps_t, u))
+        xb = torch.from_numpy(adv)
         logits = net(xb)
         return F.cross_entropy(logits, yb), logits
     logits = net(xb)

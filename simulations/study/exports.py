@@ -28,13 +28,13 @@ from pathlib import Path
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.study.results import N_COLUMNS, StudyResults
 from invariance_tradeoffs.simulations.study.data import (
     ImportedAnswer,
     add_imported_answers,
     item_images,
     item_pngs,
 )
+from invariance_tradeoffs.simulations.study.results import N_COLUMNS, StudyResults
 from invariance_tradeoffs.theory.oracles import REJECT
 
 __all__ = [

@@ -72,7 +72,6 @@ import numpy as np
 from invariance_tradeoffs.simulations.attacks.l0.judges import (
     Judge,
     KNNJudge,
-    as_images,
     judge_probabilities,
     probabilities_read_as,
     reads_as,
@@ -92,6 +91,7 @@ from invariance_tradeoffs.simulations.attacks.l0.subsets import (
     smallest_accepted_subset,
 )
 from invariance_tradeoffs.simulations.attacks.l0.transforms import l0_distance
+from invariance_tradeoffs.simulations.images import as_unit_images
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.validation import as_labels, check_int
 
@@ -491,7 +491,7 @@ class L0InvarianceAttack:
         n_jobs : int, optional
             Overrides the constructor's ``n_jobs``.
         """
-        sources = as_images(sources, "sources")
+        sources = as_unit_images(sources, "sources")
         labels = as_labels(labels, "labels", n_classes=10, allow_reject=False,
                            length=len(sources))
         keys = np.arange(len(sources)) if keys is None else np.asarray(keys)

@@ -31,13 +31,13 @@ from collections.abc import Callable
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.images import as_unit_images
 from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
 
 __all__ = [
     "Judge",
     "KNNEdits",
     "KNNJudge",
-    "as_images",
     "binarize",
     "judge_probabilities",
     "probabilities_read_as",
@@ -47,42 +47,6 @@ __all__ = [
 #: A judge maps images (n, 28, 28) in [0, 1] to probabilities (n, C) or labels (n,).
 Judge = Callable[[np.ndarray], np.ndarray]
 
-IMAGE_SHAPE: tuple[int, int] = (28, 28)
-
-
-def as_images(images: object, name: str = "images", *, allow_empty: bool = False) -> np.ndarray:
-    """Return a batch of MNIST images as float64 ``(n, 28, 28)`` with values in ``[0, 1]``.
-
-    ``uint8`` input is read as 0..255 and divided by 255; float input must already lie in
-    ``[0, 1]``.
-
-    Raises
-    ------
-    TypeError
-        Non-numeric input.
-    ValueError
-        Wrong shape, NaN/inf, values outside ``[0, 1]`` (floats), or an empty batch.
-    """
-    arr = np.asarray(images)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
-    if arr.ndim != 3 or arr.shape[1:] != IMAGE_SHAPE:
-        raise ValueError(f"{name} must have shape (n, 28, 28), got {arr.shape}")
-    if arr.shape[0] == 0 and not allow_empty:
-        raise ValueError(f"{name} is an empty batch")
-    if arr.dtype == np.uint8:
-        return arr.astype(np.float64) / 255.0
-    out = arr.astype(np.float64)
-    if not np.all(np.isfinite(out)):
-        raise ValueError(f"{name} contains NaN or inf")
-    if out.size and (out.min() < 0 or out.max() > 1):
-        raise ValueError(
-            f"{name} must have pixel values in [0, 1] (or be uint8 0..255), "
-            f"got range [{out.min():g}, {out.max():g}]"
-        )
-    return out
 
 
 def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -198,7 +162,7 @@ class KNNJudge:
         n_classes: int = 10,
         chunk: int = 256,
     ) -> None:
-        imgs = as_images(train_images, "train_images")
+        imgs = as_unit_images(train_images, "train_images")
         self.n_classes = check_n_classes(n_classes)
         self.labels = as_labels(
             train_labels, "train_labels", n_classes=self.n_classes, allow_reject=False,
@@ -235,14 +199,14 @@ class KNNJudge:
 
     def distances(self, images: np.ndarray) -> np.ndarray:
         """Hamming distances (m, n) between binarised ``images`` and the training set."""
-        imgs = as_images(images, "images")
+        imgs = as_unit_images(images, "images")
         q = binarize(imgs).reshape(len(imgs), -1).astype(np.float32)
         dots = q @ self._bits
         return self._ink[None, :] + q.sum(axis=1)[:, None] - 2.0 * dots
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         """Vote fractions ``(m, n_classes)`` of the binarised ``images``."""
-        imgs = as_images(images, "images")
+        imgs = as_unit_images(images, "images")
         return np.concatenate(
             [self._votes(self.distances(imgs[s : s + self.chunk]))
              for s in range(0, len(imgs), self.chunk)]

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, fields
 import numpy as np
 from scipy.stats import qmc
 
-from invariance_tradeoffs.simulations.attacks.l0.judges import as_images, binarize
+from invariance_tradeoffs.simulations.attacks.l0.judges import binarize
 from invariance_tradeoffs.simulations.attacks.l0.transforms import (
     IDENTITY,
     N_AFFINE,
@@ -22,6 +22,7 @@ from invariance_tradeoffs.simulations.attacks.l0.transforms import (
     warp,
 )
 from invariance_tradeoffs.simulations.attacks.linf import DEFAULT_TARGETS
+from invariance_tradeoffs.simulations.images import as_unit_images
 from invariance_tradeoffs.theory.validation import as_labels, check_int
 
 __all__ = ["BUDGETS", "PUBLISHED_TARGETS", "Alignment", "AlignmentSearch", "L0Search",
@@ -116,7 +117,7 @@ def check_source(source: object) -> np.ndarray:
     arr = np.asarray(source)
     if arr.shape != (28, 28):
         raise ValueError(f"source must have shape (28, 28), got {arr.shape}")
-    return as_images(arr[None], "source")[0]
+    return as_unit_images(arr[None], "source")[0]
 
 
 def check_label(label: object) -> int:
@@ -280,7 +281,7 @@ class AlignmentSearch:
     def __init__(self, train_images: np.ndarray, train_labels: np.ndarray, *,
                  targets: str | Mapping[int, Sequence[int]] = "all",
                  search: L0Search | None = None, random_state: int = 0) -> None:
-        self.train_images = as_images(train_images, "train_images")
+        self.train_images = as_unit_images(train_images, "train_images")
         self.train_labels = as_labels(
             train_labels, "train_labels", n_classes=10, allow_reject=False,
             length=len(self.train_images),

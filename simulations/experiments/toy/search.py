@@ -27,7 +27,8 @@ import numpy as np
 from scipy.spatial.distance import cdist
 from sklearn.neural_network import MLPClassifier
 
-from invariance_tradeoffs.simulations.experiments.toy.training import pgd_attack, project_ball
+from invariance_tradeoffs.simulations.attacks.pgd import project_to_threat_set
+from invariance_tradeoffs.simulations.experiments.toy.training import check_train_norm, pgd_attack
 from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.robust_accuracy import RobustnessReport, robustness_report
 from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps
@@ -67,7 +68,8 @@ def invariance_candidates(X: np.ndarray, y: np.ndarray, pool: np.ndarray, pool_y
         src = np.repeat(X[rows], kk, axis=0)
         tgt = others[idx.reshape(-1)]
         for a in fractions:
-            out.append(project_ball(src, src + a * (tgt - src), norm, eps, clip))
+            out.append(project_to_threat_set(check_train_norm(norm), src, src + a * (tgt - src),
+                                             eps, clip))
     return np.concatenate(out, axis=0) if out else np.empty((0, X.shape[1]))
 
 

@@ -24,6 +24,11 @@ from scipy.special import expit
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier
 
+from invariance_tradeoffs.simulations.attacks.pgd import (
+    perturbed_start,
+    pgd,
+)
+from invariance_tradeoffs.theory.distances import Distance, LpDistance, get_distance
 from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_same_length
 
 __all__ = [
@@ -31,18 +36,36 @@ __all__ = [
     "fit_robust_linear",
     "worst_case_margin",
     "mlp_input_gradient",
-    "project_ball",
+    "check_train_norm",
     "pgd_attack",
     "fit_adversarial_mlp",
 ]
 
+#: Norm names accepted besides :class:`Distance` objects.
 TRAIN_NORMS = ("l1", "l2", "linf")
 
 
-def _check_train_norm(norm: str) -> str:
+def check_train_norm(norm: str | Distance) -> Distance:
+    """The threat model's distance: a name of :data:`TRAIN_NORMS` or a :class:`Distance`
+    that is a norm with a dual norm, a steepest direction and a ball projection (lp for
+    p in {1, 2, inf}, weighted l2 / l-inf, Mahalanobis)."""
+    if isinstance(norm, Distance):
+        return norm
     if norm not in TRAIN_NORMS:
-        raise ValueError(f"norm must be one of {TRAIN_NORMS}, got {norm!r}")
-    return norm
+        raise ValueError(f"norm must be one of {TRAIN_NORMS} or a Distance, got {norm!r}")
+    return get_distance(norm)
+
+
+def _kind(distance: Distance) -> str:
+    """Which solver of :func:`fit_robust_linear` the dual norm calls for."""
+    if isinstance(distance, LpDistance) and np.isinf(distance.p):
+        return "l1-dual"  # dual of l-inf: a sum of |w_i|
+    if isinstance(distance, LpDistance) and distance.p == 1:
+        return "linf-dual"  # dual of l1: max |w_i|
+    if isinstance(distance, LpDistance) and distance.p == 2 or distance.whitening() is not None:
+        return "ellipsoidal"  # dual norm sqrt(w K w): smooth away from w = 0
+    raise ValueError(f"fit_robust_linear supports l1, l-inf and ellipsoidal (l2, weighted "
+                     f"l2, Mahalanobis) threat models, got {distance.name}")
 
 
 @dataclass(frozen=True)
@@ -71,26 +94,29 @@ class LinearClassifier:
         return self.predict(X)
 
 
-def worst_case_margin(clf: LinearClassifier, X: np.ndarray, y: np.ndarray, norm: str,
-                      eps: float) -> np.ndarray:
-    """``s (w.x + b) - eps ||w||_q``: the smallest signed margin over ``B_p(x, eps)`` (exact)."""
-    norm = _check_train_norm(norm)
+def worst_case_margin(clf: LinearClassifier, X: np.ndarray, y: np.ndarray,
+                      norm: str | Distance, eps: float) -> np.ndarray:
+    """``s (w.x + b) - eps ||w||_*``: the smallest signed margin over ``B_d(x, eps)``
+    (exact; ``||.||_*`` is the distance's dual norm)."""
+    distance = check_train_norm(norm)
     eps = check_eps(eps)
     y = as_labels(y, "y", n_classes=2, allow_reject=False)
     s = 2.0 * y - 1.0
-    q = {"l1": np.inf, "l2": 2, "linf": 1}[norm]
-    return s * clf.decision_function(X) - eps * np.linalg.norm(clf.w, ord=q)
+    return s * clf.decision_function(X) - eps * distance.dual_norm(clf.w[None])[0]
 
 
 def _softplus(z: np.ndarray) -> np.ndarray:
     return np.logaddexp(0.0, z)
 
 
-def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: float = 0.0,
-                      alpha: float = 1e-3) -> LinearClassifier:
-    """Minimise the exact worst-case logistic loss of a linear model over lp balls.
+def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str | Distance = "l2",
+                      eps: float = 0.0, alpha: float = 1e-3) -> LinearClassifier:
+    """Minimise the exact worst-case logistic loss of a binary linear model over balls.
 
-    ``mean softplus(-(s_i (w.x_i + b) - eps ||w||_q)) + alpha/2 ||w||^2``
+    ``mean softplus(-(s_i (w.x_i + b) - eps ||w||_*)) + alpha/2 ||w||^2`` with ``||.||_*``
+    the dual norm of the threat model's distance (for multiclass linear models under
+    l-inf within ``[0, 1]^d`` see
+    :func:`invariance_tradeoffs.simulations.models.robust_linear.fit_robust_linear`).
 
     Parameters
     ----------
@@ -98,8 +124,8 @@ def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: fl
         Training inputs.
     y : array, shape (n,)
         Labels in {0, 1}.
-    norm : {"l1", "l2", "linf"}
-        The perturbation norm (the penalty uses its dual ``q``).
+    norm : {"l1", "l2", "linf"} or Distance
+        The threat model (:func:`check_train_norm`); the penalty uses its dual norm.
     eps : float
         Training radius.
     alpha : float
@@ -113,10 +139,12 @@ def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: fl
     -----
     ``linf`` (``q = 1``) is solved smoothly with ``w = p - m``, ``p, m >= 0`` (L-BFGS-B):
     the objective increases with ``sum(p + m)`` at fixed ``w``, so the split is tight at the
-    optimum. ``l1`` (``q = inf``) uses the epigraph ``|w_i| <= t`` (SLSQP). ``l2`` is smooth
-    away from ``w = 0`` (L-BFGS-B on ``sqrt(||w||^2 + 1e-12)``).
+    optimum. ``l1`` (``q = inf``) uses the epigraph ``|w_i| <= t`` (SLSQP). Ellipsoidal
+    norms (l2, weighted l2, Mahalanobis; dual ``sqrt(w K w)`` with ``K`` the inverse of
+    the precision) are smooth away from ``w = 0`` (L-BFGS-B on ``sqrt(w K w + 1e-12)``).
     """
-    norm = _check_train_norm(norm)
+    distance = check_train_norm(norm)
+    kind = _kind(distance)
     eps = check_eps(eps)
     X = as_batch(X, "X")
     y = as_labels(y, "y", n_classes=2, allow_reject=False, length=X.shape[0])
@@ -131,7 +159,7 @@ def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: fl
         g = -expit(-m) / n  # d loss / d m_i
         return loss, sX.T @ g, float(g @ s), float(-eps * g.sum())  # grads: w, b, pen
 
-    if norm == "linf":
+    if kind == "l1-dual":
         def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
             p, mneg, b = theta[:d], theta[d:2 * d], theta[-1]
             w = p - mneg
@@ -143,18 +171,24 @@ def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: fl
         res = minimize(fun, np.zeros(2 * d + 1), jac=True, method="L-BFGS-B", bounds=bounds,
                        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-9})
         w, b = res.x[:d] - res.x[d:2 * d], res.x[-1]
-    elif norm == "l2":
+    elif kind == "ellipsoidal":
+        A = distance.whitening()  # d(x, y) = ||(x - y) A||_2, dual norm sqrt(w (A A^T)^-1 w)
+        if A is not None and A.shape[0] != d:
+            raise ValueError(f"X has {d} features but the distance is {A.shape[0]}-D")
+        K = None if A is None else np.linalg.inv(A @ A.T)
+
         def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
             w, b = theta[:d], theta[-1]
-            nw = np.sqrt(w @ w + 1e-12)
+            Kw = w if K is None else K @ w
+            nw = np.sqrt(w @ Kw + 1e-12)
             loss, gw, gb, gpen = data_term(w, b, nw)
             loss += 0.5 * alpha * (w @ w)
-            return loss, np.concatenate([gw + gpen * w / nw + alpha * w, [gb]])
+            return loss, np.concatenate([gw + gpen * Kw / nw + alpha * w, [gb]])
 
         res = minimize(fun, np.zeros(d + 1), jac=True, method="L-BFGS-B",
                        options={"maxiter": 2000, "ftol": 1e-12, "gtol": 1e-9})
         w, b = res.x[:d], res.x[-1]
-    else:  # l1 perturbations, dual norm linf: epigraph variable t >= |w_i|
+    else:  # l1 perturbations, dual norm l-inf: epigraph variable t >= |w_i|
         def fun(theta: np.ndarray) -> tuple[float, np.ndarray]:
             w, b, t = theta[:d], theta[d], theta[d + 1]
             loss, gw, gb, gpen = data_term(w, b, t)
@@ -223,85 +257,33 @@ def _activate_grad(z: np.ndarray, a: np.ndarray, name: str) -> np.ndarray:
     return np.ones_like(z)
 
 
-def project_ball(X0: np.ndarray, X: np.ndarray, norm: str, eps: float,
-                 clip: tuple[float, float] | None = None) -> np.ndarray:
-    """Project each row of ``X`` onto ``B_p(X0[i], eps)`` (then into the box ``clip``).
-
-    ``linf`` and ``l2`` projections are exact; for ``l1`` the exact sort-based projection
-    onto the l1 ball (Duchi et al., 2008) is used. Box clipping afterwards keeps the point
-    inside the ball for ``linf`` (a box) and shrinks the move otherwise.
-    """
-    norm = _check_train_norm(norm)
-    eps = check_eps(eps, allow_inf=True)
-    delta = X - X0
-    if norm == "linf":
-        delta = np.clip(delta, -eps, eps)
-    elif norm == "l2":
-        nrm = np.linalg.norm(delta, axis=1, keepdims=True)
-        delta = delta * np.minimum(1.0, eps / np.maximum(nrm, 1e-300))
-    else:
-        delta = _project_l1(delta, eps)
-    out = X0 + delta
-    if clip is not None:
-        out = np.clip(out, clip[0], clip[1])
-    return out
-
-
-def _project_l1(V: np.ndarray, eps: float) -> np.ndarray:
-    a = np.abs(V)
-    inside = a.sum(axis=1) <= eps
-    if eps == 0:
-        return np.zeros_like(V)
-    mu = -np.sort(-a, axis=1)
-    cs = np.cumsum(mu, axis=1)
-    k = np.arange(1, V.shape[1] + 1)
-    cond = mu - (cs - eps) / k > 0
-    cond[:, 0] = True  # k = 1 always qualifies (mu_1 - (mu_1 - eps) = eps), even in floats
-    rho = V.shape[1] - 1 - np.argmax(cond[:, ::-1], axis=1)
-    theta = (cs[np.arange(len(V)), rho] - eps) / (rho + 1)
-    proj = np.sign(V) * np.maximum(a - theta[:, None], 0.0)
-    return np.where(inside[:, None], V, proj)
-
-
-def _steepest(grad: np.ndarray, norm: str) -> np.ndarray:
-    """Unit-lp-norm steepest ascent direction of a gradient."""
-    if norm == "linf":
-        return np.sign(grad)
-    if norm == "l2":
-        return grad / np.maximum(np.linalg.norm(grad, axis=1, keepdims=True), 1e-300)
-    # l1: move the largest-gradient coordinate of each row
-    out = np.zeros_like(grad)
-    idx = np.argmax(np.abs(grad), axis=1)
-    out[np.arange(len(grad)), idx] = np.sign(grad[np.arange(len(grad)), idx])
-    return out
-
-
-def pgd_attack(mlp: MLPClassifier, X: np.ndarray, y: np.ndarray, *, norm: str, eps: float,
-               steps: int = 10, step_size: float | None = None, random_start: bool = True,
+def pgd_attack(mlp: MLPClassifier, X: np.ndarray, y: np.ndarray, *,
+               norm: str | Distance, eps: float, steps: int = 10,
+               step_size: float | None = None, random_start: bool = True,
                clip: tuple[float, float] | None = None,
                seed: int | np.random.Generator | None = 0) -> np.ndarray:
-    """Projected gradient ascent on the MLP's loss at labels ``y`` inside ``B_p(x, eps)``.
+    """PGD (:func:`invariance_tradeoffs.simulations.attacks.pgd.pgd`) on the MLP's loss at
+    labels ``y`` inside ``B_d(x, eps)``, any distance with a projection and a steepest
+    direction (``norm``: a name or a :class:`Distance`).
 
-    ``y`` holds indices into ``mlp.classes_``. Returns the perturbed batch (the last
-    iterate). With ``eps == 0`` the input is returned unchanged.
+    ``y`` holds indices into ``mlp.classes_``. The random start perturbs ``x`` uniformly
+    in ``[-eps, eps]`` per coordinate, then projects (Madry et al.). Returns the last
+    iterate. With ``eps == 0`` the input is returned unchanged.
     """
-    norm = _check_train_norm(norm)
+    distance = check_train_norm(norm)
     eps = check_eps(eps)
     X = as_batch(X, "X")
     if eps == 0 or steps <= 0:
         return X.copy()
     rng = np.random.default_rng(seed)
     step = step_size if step_size is not None else 2.5 * eps / steps
-    Xa = X.copy()
-    if random_start:
-        Xa = project_ball(X, X + rng.uniform(-eps, eps, size=X.shape), norm, eps, clip)
-    for _ in range(steps):
-        g = mlp_input_gradient(mlp, Xa, y)
-        Xa = project_ball(X, Xa + step * _steepest(g, norm), norm, eps, clip)
-    return Xa
+    start = (perturbed_start(X, rng.uniform(-eps, eps, size=X.shape), distance, eps, clip)
+             if random_start else None)
+    return pgd(lambda xa, ya: (mlp_input_gradient(mlp, xa, ya), None), X, np.asarray(y),
+               distance=distance, eps=eps, steps=steps, step_size=step, start=start, clip=clip)
 
-
-def fit_adversarial_mlp(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: float = 0.0,
+def fit_adversarial_mlp(X: np.ndarray, y: np.ndarray, *, norm: str | Distance = "l2",
+                        eps: float = 0.0,
                         hidden: tuple[int, ...] = (32,), epochs: int = 40,
                         batch_size: int = 128, attack_steps: int = 7, ramp: int = 10,
                         learning_rate: float = 3e-3, clip: tuple[float, float] | None = None,
@@ -312,7 +294,7 @@ def fit_adversarial_mlp(X: np.ndarray, y: np.ndarray, *, norm: str = "l2", eps: 
     which avoids the collapse to a constant classifier at large ``eps``. ``eps = 0`` is
     standard training with the same schedule. Labels ``y`` must be ``0..C-1``.
     """
-    norm = _check_train_norm(norm)
+    norm = check_train_norm(norm)
     eps = check_eps(eps)
     X = as_batch(X, "X")
     y = as_labels(y, "y", allow_reject=False, length=X.shape[0])

@@ -28,11 +28,11 @@ from invariance_tradeoffs.simulations.attacks.l0 import (
 )
 from invariance_tradeoffs.simulations.attacks.l0.judges import (
     KNNJudge,
-    as_images,
     binarize,
     judge_probabilities,
     reads_as,
 )
+from invariance_tradeoffs.simulations.images import as_unit_images
 
 N_TRAIN = 3000  # small training subset: the default run stays fast
 # Small search budgets for the fast tests (the defaults are for the full runs).
@@ -87,7 +87,7 @@ def test_warp_matches_scipy_affine_transform():
 
 
 def test_thickness_changes_ink_monotonically(mnist):
-    img = as_images(mnist[0][:1])
+    img = as_unit_images(mnist[0][:1])
     ink = [binarize(change_thickness(img, lv)).sum() for lv in (-1, -0.5, 0, 0.5, 1)]
     assert ink == sorted(ink) and ink[0] < ink[2] < ink[4]
     ident = np.array([[0, 1, 1, 0, 0, 0, 0, 0.0]])
@@ -121,9 +121,9 @@ def test_pca_embedding_gives_hamming_lower_bounds(attack, seed):
     from invariance_tradeoffs.simulations.attacks.l0.search import embed
 
     rng = np.random.default_rng(seed)
-    src = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 20)]))
+    src = binarize(as_unit_images(attack.train_images[rng.choice(N_TRAIN, 20)]))
     a = src.reshape(20, -1) ^ (rng.random((20, 784)) < 0.05)
-    b = binarize(as_images(attack.train_images[rng.choice(N_TRAIN, 15)])).reshape(15, -1)
+    b = binarize(as_unit_images(attack.train_images[rng.choice(N_TRAIN, 15)])).reshape(15, -1)
     basis = attack.searcher.basis()
     assert _bound_holds(lambda x: embed(x, basis), a, b)
     wrong = (basis[0], 1.5 * basis[1])
@@ -241,9 +241,9 @@ def test_knn_judge_agrees_with_sklearn_when_untied(mnist):
     x, y, xt, _ = mnist
     judge = KNNJudge(x, y, n_neighbors=5)
     ours = judge(xt[:200])
-    flat = binarize(as_images(x)).reshape(len(x), -1).astype(np.float32)
+    flat = binarize(as_unit_images(x)).reshape(len(x), -1).astype(np.float32)
     ref = KNeighborsClassifier(5, algorithm="brute").fit(flat, y).predict_proba(
-        binarize(as_images(xt[:200])).reshape(200, -1).astype(np.float32)
+        binarize(as_unit_images(xt[:200])).reshape(200, -1).astype(np.float32)
     )
     d = np.sort(judge.distances(xt[:200]), axis=1)
     untied = d[:, 4] != d[:, 5]
@@ -279,9 +279,9 @@ def test_judge_outputs_are_checked():
     with pytest.raises(ValueError, match="judge output"):
         judge_probabilities(lambda x: np.array([11, 0]), imgs)
     with pytest.raises(ValueError, match="images"):
-        as_images(np.zeros((2, 27, 28)))
+        as_unit_images(np.zeros((2, 27, 28)))
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
-        as_images(np.full((1, 28, 28), 2.0))
+        as_unit_images(np.full((1, 28, 28), 2.0))
     with pytest.raises(ValueError, match="train_labels"):
         KNNJudge(np.zeros((3, 28, 28)), np.array([0, 1]))
 
@@ -343,7 +343,7 @@ def test_always_yes_judge_gives_smallest_edit_and_the_real_judge_notices(mnist, 
 
     def always_yes(imgs: np.ndarray) -> np.ndarray:
         # reads the untouched source as its label and *any* change as the target
-        same = np.all(imgs.reshape(len(imgs), -1) == as_images(xt[:1]).reshape(1, -1), axis=1)
+        same = np.all(imgs.reshape(len(imgs), -1) == as_unit_images(xt[:1]).reshape(1, -1), axis=1)
         return np.where(same, label, target)
 
     yes = L0InvarianceAttack(x, y, judge=always_yes, targets={label: (target,)},

@@ -16,9 +16,9 @@ from invariance_tradeoffs.simulations.experiments.toy.training import (
     fit_robust_linear,
     mlp_input_gradient,
     pgd_attack,
-    project_ball,
     worst_case_margin,
 )
+from invariance_tradeoffs.theory.distances import get_distance
 from invariance_tradeoffs.theory.toys import get_family
 
 NORMS = ["l1", "l2", "linf"]
@@ -157,6 +157,11 @@ def test_mlp_input_gradient_matches_finite_differences(n_classes, activation):
         return mlp_input_gradient(m, X, (y + 1) % n_classes)
 
     assert not gradient_matches_finite_differences(wrong_label, mlp, X[:6], y[:6])
+
+
+def project_ball(X0, X, norm, eps):
+    """The distance object's projection (the one every attack and training uses)."""
+    return get_distance(norm).project(X0, X, eps)
 
 
 def is_nearest_point_projection(proj_fn, norm: str, eps: float, seed: int) -> bool:
