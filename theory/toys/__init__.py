@@ -15,19 +15,31 @@ Examples
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable
-
 from invariance_tradeoffs.theory.toys.base import ToyFamily
+from invariance_tradeoffs.theory.toys.common import ToyBase
 from invariance_tradeoffs.theory.toys.finite import FiniteDomain, RobustOptimal, binary_images
 from invariance_tradeoffs.theory.toys.glyphs import GlyphDigits
 from invariance_tradeoffs.theory.toys.linear_gaussian import LinearGaussian, linear_margin
 from invariance_tradeoffs.theory.toys.overly_robust import OverlyRobustFeature
+from invariance_tradeoffs.theory.toys.registry import (
+    FAMILIES,
+    FamilyCheck,
+    check_family,
+    family_defaults,
+    get_family,
+    register_family,
+    unregister_family,
+)
 from invariance_tradeoffs.theory.toys.spheres import ConcentricSpheres
 from invariance_tradeoffs.theory.toys.tsipras import Tsipras, TsiprasCheck, tsipras_bound
 
 __all__ = [
     "ToyFamily",
+    "ToyBase",
+    "register_family",
+    "unregister_family",
+    "check_family",
+    "FamilyCheck",
     "FAMILIES",
     "get_family",
     "family_defaults",
@@ -44,41 +56,10 @@ __all__ = [
     "linear_margin",
 ]
 
-#: Family name -> factory (keyword arguments = parameters, all with defaults).
-FAMILIES: dict[str, Callable[..., ToyFamily]] = {
-    "overly-robust": OverlyRobustFeature,
-    "linear-gaussian": LinearGaussian,
-    "spheres": ConcentricSpheres,
-    "tsipras": Tsipras,
-    "glyph-digits": GlyphDigits,
-    "finite-domain": binary_images,
-}
-
-
-def _lookup(name: object) -> Callable[..., ToyFamily]:
-    if not isinstance(name, str):
-        raise TypeError(f"family must be a string, got {type(name).__name__}")
-    key = name.strip().lower().replace("_", "-")
-    if key not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}; expected one of {', '.join(FAMILIES)}")
-    return FAMILIES[key]
-
-
-def family_defaults(name: str) -> dict:
-    """Parameter names of family ``name`` with their default values."""
-    sig = inspect.signature(_lookup(name))
-    return {k: p.default for k, p in sig.parameters.items()}
-
-
-def get_family(name: str, **params: object) -> ToyFamily:
-    """Build family ``name`` with ``params`` overriding its defaults.
-
-    Raises ``ValueError`` naming an unknown family or parameter.
-    """
-    factory = _lookup(name)
-    allowed = family_defaults(name)
-    unknown = sorted(set(params) - set(allowed))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {', '.join(unknown)} for family {name!r}; "
-                         f"expected some of {', '.join(allowed)}")
-    return factory(**params)
+for _name, _factory in (("overly-robust", OverlyRobustFeature),
+                       ("linear-gaussian", LinearGaussian),
+                       ("spheres", ConcentricSpheres),
+                       ("tsipras", Tsipras),
+                       ("glyph-digits", GlyphDigits),
+                       ("finite-domain", binary_images)):
+    register_family(_name, _factory)

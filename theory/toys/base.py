@@ -28,6 +28,10 @@ class ToyFamily(ABC):
     n_classes: int
     #: Norm names (see :data:`invariance_tradeoffs.theory.distances.NORM_NAMES`) with exact margins.
     norms: tuple[str, ...] = ()
+    #: Whether margins, good radius and ceiling are also exact for every other
+    #: :class:`~invariance_tradeoffs.theory.distances.Distance` with a dual norm (true of
+    #: families whose oracle is linear: ``r_O(x) = |u.x + c| / ||u||_*``).
+    any_norm: bool = False
 
     @abstractmethod
     def sample(
@@ -72,3 +76,18 @@ class ToyFamily(ABC):
     def params(self) -> dict:
         """Parameters of the family (JSON-friendly), for tables and caching keys."""
         return {}
+
+    def attaining_inputs(self, norm: str) -> np.ndarray | None:
+        """Inputs of the support (or its closure) whose margin is the good radius, when the
+        family knows them (the good radius is then attained, not only approached), else
+        ``None``. :func:`~invariance_tradeoffs.theory.toys.registry.check_family` uses them
+        to check attainment exactly."""
+        return None
+
+    def linear_oracle(self) -> tuple[np.ndarray, float] | None:
+        """``(u, c)`` when the oracle is ``O(x) = [u.x + c > 0]``, else ``None``.
+
+        Experiments that are exact only for linear oracles (exact example regions of linear
+        classifiers) ask every family this, so a new linear family needs nothing else.
+        """
+        return None

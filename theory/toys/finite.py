@@ -32,7 +32,7 @@ from invariance_tradeoffs.theory.margins import (
 )
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import (
+from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
     check_int,
     check_probabilities,

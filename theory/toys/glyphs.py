@@ -46,7 +46,7 @@ import numpy as np
 
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import ToyBase, check_int, check_real, water_level
+from invariance_tradeoffs.theory.toys.common import ToyBase, check_int, check_real, water_level
 
 __all__ = ["GlyphDigits", "DIGIT_SEGMENTS", "SEGMENTS", "segment_masks", "decode_segments"]
 
@@ -295,6 +295,11 @@ class GlyphDigits(ToyBase):
         k = int(np.argmin(m))
         return exact(float(m[k]), "margin of the faintest support image (monotone in every "
                      "segment's distance to the threshold), minimised over digits", digit=k)
+
+    def attaining_inputs(self, norm: str) -> np.ndarray:
+        """The faintest support image of every digit (the good radius is their minimum)."""
+        self.check_norm(norm)
+        return self.faintest()
 
     def _ceiling(self, eps: np.ndarray, norm: str) -> np.ndarray:  # pragma: no cover
         raise ValueError("glyph-digits has no closed-form ceiling; use ceiling_estimate")

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from invariance_tradeoffs.theory.distances import dual_exponent
+from invariance_tradeoffs.theory.distances import Distance, dual_exponent
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import (
+from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
     abs_normal_mixture_tail,
     canonical_norm,
@@ -32,8 +32,11 @@ from invariance_tradeoffs.theory.validation import as_batch
 __all__ = ["LinearGaussian", "linear_margin", "linear_oracle_labels", "dual_norm"]
 
 
-def dual_norm(w: np.ndarray, norm: str) -> float:
-    """``||w||_q`` with ``q`` the dual exponent of ``norm`` (an lp name, p >= 1)."""
+def dual_norm(w: np.ndarray, norm: str | Distance) -> float:
+    """``||w||_*``: for an lp name, ``||w||_q`` with ``q`` the dual exponent (p >= 1); for a
+    :class:`Distance`, its :meth:`~Distance.dual_norm`."""
+    if isinstance(norm, Distance):
+        return float(norm.dual_norm(np.asarray(w, dtype=float)[None])[0])
     return float(np.linalg.norm(np.asarray(w, dtype=float), ord=dual_exponent(norm)))
 
 
@@ -69,7 +72,8 @@ def linear_margin(X: np.ndarray, w: Sequence[float] | np.ndarray, b: float,
     X = as_batch(X, "X", n_features=w.size)
     if not np.any(w != 0):
         raise ValueError("w must not be all zero (the oracle would be constant)")
-    norm = canonical_norm(norm)
+    if not isinstance(norm, Distance):
+        norm = canonical_norm(norm)
     if norm == "l0":
         return np.ones(X.shape[0])
     scale = float(np.abs(w).max())  # the margin is invariant to scaling (w, b) together
@@ -111,6 +115,7 @@ class LinearGaussian(ToyBase):
     name = "linear-gaussian"
     n_classes = 2
     norms = ("l0", "l1", "l2", "linf")
+    any_norm = True
     ceiling_norms = ("l0", "l1", "l2", "linf")
 
     def __init__(self, d: int = 2, m: float = 1.0, sigma: float = 1.0, prior: float = 0.5,
@@ -136,6 +141,9 @@ class LinearGaussian(ToyBase):
 
     def _oracle(self, X: np.ndarray) -> np.ndarray:
         return linear_oracle_labels(X, self.w, self.b)
+
+    def linear_oracle(self) -> tuple[np.ndarray, float]:
+        return np.asarray(self.w, dtype=float), float(self.b)
 
     def _margin(self, X: np.ndarray, norm: str) -> np.ndarray:
         return linear_margin(X, self.w, self.b, norm)

@@ -23,10 +23,13 @@ Geometry (2-D, classes 0 and 1, ``s = 2y - 1``)::
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
+from invariance_tradeoffs.theory.distances import Distance
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import ToyBase, check_real
+from invariance_tradeoffs.theory.toys.common import ToyBase, check_real
 
 __all__ = ["OverlyRobustFeature"]
 
@@ -60,6 +63,7 @@ class OverlyRobustFeature(ToyBase):
     n_classes = 2
     norms = ("l0", "l1", "l2", "linf")
     ceiling_norms = ("l0", "l1", "l2", "linf")
+    any_norm = True
 
     def __init__(self, a: float = 0.2, b: float = 0.6, c: float = 1.0, prior: float = 0.5) -> None:
         self.a = check_real(a, "a", low=0.0, low_open=True)
@@ -78,7 +82,18 @@ class OverlyRobustFeature(ToyBase):
     def _oracle(self, X: np.ndarray) -> np.ndarray:
         return (X[:, 0] > 0).astype(np.int64)
 
+    def linear_oracle(self) -> tuple[np.ndarray, float]:
+        return np.array([1.0, 0.0]), 0.0
+
+    @staticmethod
+    def _unit_cost(norm: Any) -> float:
+        """``||e_1||_*``: the distance cost of a unit change of ``x1`` (1 for every lp)."""
+        return float(norm.dual_norm(np.array([[1.0, 0.0]]))[0]) \
+            if isinstance(norm, Distance) else 1.0
+
     def _margin(self, X: np.ndarray, norm: str) -> np.ndarray:
+        if isinstance(norm, Distance):  # the nearest other-class point moves x1 to 0
+            return np.abs(X[:, 0]) / self._unit_cost(norm)
         if norm == "l0":
             # Changing x1 alone reaches the other class; changing nothing does not.
             return np.ones(X.shape[0])
@@ -89,12 +104,17 @@ class OverlyRobustFeature(ToyBase):
     def _good_radius(self, norm: str) -> Quantity:
         if norm == "l0":
             return exact(1.0, "every input is one coordinate change (x1) from the other class")
+        if isinstance(norm, Distance):
+            return exact(self.a / self._unit_cost(norm),
+                         "ess inf of |x1| / ||e_1||_* over D, |x1| ~ U[a, b]",
+                         formula="a / ||e_1||_*")
         return exact(self.a, "ess inf of |x1| over D, |x1| ~ U[a, b]", formula="a")
 
     def _ceiling(self, eps: np.ndarray, norm: str) -> np.ndarray:
         if norm == "l0":
             return (eps < 1.0).astype(float)
-        # P[|x1| > eps] for |x1| ~ U[a, b].
+        # P[|x1| > eps ||e_1||_*] for |x1| ~ U[a, b].
+        eps = eps * self._unit_cost(norm)
         return np.clip((self.b - eps) / (self.b - self.a), 0.0, 1.0)
 
     # -- the overly robust classifier -------------------------------------------------

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys._common import (
+from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
     check_int,
     check_probabilities,

@@ -27,7 +27,7 @@ import numpy as np
 from scipy import stats
 
 from invariance_tradeoffs.theory.results import Quantity, bound, exact
-from invariance_tradeoffs.theory.toys._common import (
+from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
     abs_normal_mixture_tail,
     check_int,
@@ -156,6 +156,10 @@ class Tsipras(ToyBase):
     # -- oracle and margins --------------------------------------------------------------
     def _oracle(self, X: np.ndarray) -> np.ndarray:
         return linear_oracle_labels(X, self.w, 0.0)
+
+    def linear_oracle(self) -> tuple[np.ndarray, float]:
+        u, c = self.bayes_weights()
+        return np.asarray(u, dtype=float), float(c)
 
     def _margin(self, X: np.ndarray, norm: str) -> np.ndarray:
         return linear_margin(X, self.w, 0.0, norm)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from invariance_tradeoffs.theory.distances import Distance, LpDistance, get_distance
 from invariance_tradeoffs.theory.examples import in_ball
 from invariance_tradeoffs.theory.validation import as_batch, check_eps
 
@@ -41,26 +42,42 @@ __all__ = [
 _TOL = 1e-9
 
 
-def _check_norm(norm: str) -> str:
-    if norm not in ("l1", "l2", "linf"):
-        raise ValueError(f"norm must be 'l1', 'l2' or 'linf' for exact linear geometry, "
-                         f"got {norm!r}")
-    return norm
+def _check_norm(norm: str | Distance) -> Distance:
+    """The distance: ``"l1"``, ``"l2"``, ``"linf"`` or a :class:`Distance` that is l1, l2,
+    l-inf or ellipsoidal (weighted l2, Mahalanobis: reduced to l2 by its whitening)."""
+    if isinstance(norm, str):
+        if norm not in ("l1", "l2", "linf"):
+            raise ValueError(f"norm must be 'l1', 'l2', 'linf' or a Distance for exact "
+                             f"linear geometry, got {norm!r}")
+        return get_distance(norm)
+    if not isinstance(norm, Distance):
+        raise TypeError(f"norm must be a norm name or a Distance, got {type(norm).__name__}")
+    if isinstance(norm, LpDistance) and norm.p in (1, 2, np.inf):
+        return norm
+    if norm.whitening() is not None:
+        return norm
+    raise ValueError(f"exact linear geometry supports l1, l2, l-inf and ellipsoidal "
+                     f"distances, got {norm.name}")
 
 
-def _dual_norm(v: np.ndarray, norm: str) -> np.ndarray:
-    q = {"l1": np.inf, "l2": 2, "linf": 1}[norm]
-    return np.linalg.norm(v, ord=q, axis=-1)
+def _solver(distance: Distance, G: np.ndarray, r: np.ndarray) -> np.ndarray:
+    """Distance from 0 to ``{z : G z <= r}`` per row, by the solver of the distance."""
+    if isinstance(distance, LpDistance):
+        return {1.0: _dist_l1, 2.0: _dist_l2, np.inf: _dist_linf}[float(distance.p)](G, r)
+    # ||z A||_2 with z = z' A^-1: the constraints become (G A^-T) z' <= r in l2.
+    B = np.linalg.inv(distance.whitening())
+    return _dist_l2(np.einsum("nkd,ed->nke", G, B), r)
 
 
-def halfspace_distance(X: np.ndarray, g: np.ndarray, r: np.ndarray, norm: str) -> np.ndarray:
+def halfspace_distance(X: np.ndarray, g: np.ndarray, r: np.ndarray,
+                       norm: str | Distance) -> np.ndarray:
     """lp distance from each row ``x`` to ``{x' : g.x' <= g.x + r}``, i.e. ``{z : g.z <= r}``.
 
     ``max(0, -r) / ||g||_q`` with ``q`` the dual exponent; ``inf`` when ``g = 0`` and ``r < 0``.
     ``g`` has shape ``(d,)`` or ``(n, d)``; ``r`` has shape ``(n,)``.
     """
-    norm = _check_norm(norm)
-    gn = _dual_norm(np.broadcast_to(g, X.shape), norm)
+    distance = _check_norm(norm)
+    gn = distance.dual_norm(np.broadcast_to(g, X.shape))
     viol = np.maximum(0.0, -np.asarray(r, dtype=float))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = np.where(gn > 0, viol / np.where(gn > 0, gn, 1.0), np.where(viol > 0, np.inf, 0.0))
@@ -148,7 +165,7 @@ def _dist_linf(G: np.ndarray, r: np.ndarray) -> np.ndarray:
     return np.where(empty, np.inf, out)
 
 
-def two_halfspace_distance(X: np.ndarray, G: np.ndarray, h: np.ndarray, norm: str, *,
+def two_halfspace_distance(X: np.ndarray, G: np.ndarray, h: np.ndarray, norm: str | Distance, *,
                            zero_width_empty: bool = False) -> np.ndarray:
     """Exact lp distance from each ``x`` to the polyhedron ``{x' : G[i] x' <= h[i]}``.
 
@@ -160,8 +177,8 @@ def two_halfspace_distance(X: np.ndarray, G: np.ndarray, h: np.ndarray, norm: st
         Two constraint normals per point (zero rows allowed: ``0 <= h`` is all or nothing).
     h : array, shape (n, 2)
         Right-hand sides.
-    norm : {"l1", "l2", "linf"}
-        The distance.
+    norm : {"l1", "l2", "linf"} or Distance
+        The distance (l1, l2, l-inf or ellipsoidal).
     zero_width_empty : bool
         Treat a polyhedron of zero width (anti-parallel normals meeting in one
         hyperplane) as empty. Right when one of the two half-spaces is really open: the
@@ -172,7 +189,7 @@ def two_halfspace_distance(X: np.ndarray, G: np.ndarray, h: np.ndarray, norm: st
     array, shape (n,)
         ``min ||x' - x||_p`` over the polyhedron; ``0`` inside it, ``inf`` when it is empty.
     """
-    norm = _check_norm(norm)
+    distance = _check_norm(norm)
     X = as_batch(X, "X")
     G = np.asarray(G, dtype=float)
     h = np.asarray(h, dtype=float)
@@ -192,8 +209,7 @@ def two_halfspace_distance(X: np.ndarray, G: np.ndarray, h: np.ndarray, norm: st
         G[m, k] = G[m, 1 - k]
         r[m, k] = r[m, 1 - k]
     both_zero = zero.all(axis=1)
-    dist = {"l2": _dist_l2, "l1": _dist_l1, "linf": _dist_linf}[norm](G, np.where(
-        both_zero[:, None], 0.0, r))
+    dist = _solver(distance, G, np.where(both_zero[:, None], 0.0, r))
     dist = np.where(both_zero, 0.0, dist)
     if zero_width_empty:
         empty |= _zero_width(G, r) & ~zero.any(axis=1)
@@ -237,7 +253,7 @@ class LinearExampleDistances:
 
 
 def linear_example_distances(X: np.ndarray, w: np.ndarray, b: float, u: np.ndarray, c: float,
-                             norm: str) -> LinearExampleDistances:
+                             norm: str | Distance) -> LinearExampleDistances:
     """Exact distances from each ``x`` to its sensitivity and invariance regions.
 
     Parameters
@@ -248,8 +264,8 @@ def linear_example_distances(X: np.ndarray, w: np.ndarray, b: float, u: np.ndarr
         Classifier ``f(x) = [w.x + b > 0]``.
     u, c : array (d,), float
         Oracle ``O(x) = [u.x + c > 0]``.
-    norm : {"l1", "l2", "linf"}
-        Perturbation norm.
+    norm : {"l1", "l2", "linf"} or Distance
+        Perturbation norm (l1, l2, l-inf, or ellipsoidal: weighted l2, Mahalanobis).
     """
     X = as_batch(X, "X")
     n, d = X.shape

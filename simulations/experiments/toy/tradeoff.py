@@ -42,25 +42,17 @@ from invariance_tradeoffs.theory.toys import (
 
 
 def linear_oracle(fam: ToyFamily) -> tuple[np.ndarray, float] | None:
-    """``(u, c)`` with ``O(x) = [u.x + c > 0]`` when the family's oracle is linear, else None.
-
-    Adapter over the families of :mod:`theory.toys` (their attributes differ), checked
-    against the oracle on a sample so that a mismatch cannot go unnoticed.
-    """
-    from invariance_tradeoffs.theory.toys import LinearGaussian, OverlyRobustFeature, Tsipras
-
-    if isinstance(fam, OverlyRobustFeature):
-        u, c = np.array([1.0, 0.0]), 0.0
-    elif isinstance(fam, Tsipras):
-        u, c = fam.bayes_weights()
-    elif isinstance(fam, LinearGaussian):
-        u, c = np.asarray(fam.w, dtype=float), float(fam.b)
-    else:
+    """``(u, c)`` with ``O(x) = [u.x + c > 0]`` when the family's oracle is linear
+    (:meth:`ToyFamily.linear_oracle`), else None; checked against the oracle on a sample so
+    that a wrong declaration cannot go unnoticed."""
+    lin = fam.linear_oracle()
+    if lin is None:
         return None
+    u, c = np.asarray(lin[0], dtype=float), float(lin[1])
     X, y = fam.sample(500, seed=12345)
     if not np.array_equal((X @ u + c > 0).astype(int), y):
-        raise RuntimeError(f"linear_oracle adapter disagrees with the oracle of {fam.name}")
-    return np.asarray(u, dtype=float), float(c)
+        raise RuntimeError(f"the linear oracle declared by {fam.name} disagrees with its oracle")
+    return u, c
 
 
 @dataclass(frozen=True)

@@ -143,7 +143,7 @@ def test_ceilings_agree_with_monte_carlo(family):
 
 
 def test_monte_carlo_check_rejects_a_wrong_ceiling():
-    from invariance_tradeoffs.theory.toys._common import abs_normal_mixture_tail
+    from invariance_tradeoffs.theory.toys.common import abs_normal_mixture_tail
 
     fam = get_family("linear-gaussian")
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from invariance_tradeoffs.theory.distances import get_distance
+from invariance_tradeoffs.theory.distances import Distance, LpDistance, get_distance
 from invariance_tradeoffs.theory.oracles import oracle_labels
 from invariance_tradeoffs.theory.results import Quantity
 from invariance_tradeoffs.theory.toys.base import ToyFamily
@@ -178,12 +178,26 @@ class ToyBase(ToyFamily):
 
     # -- checks -------------------------------------------------------------------
     def check_norm(self, norm: object, allowed: Sequence[str] | None = None,
-                   what: str = "exact margin") -> str:
-        """Canonical norm name, or ``ValueError`` naming ``norm`` and the family."""
+                   what: str = "exact margin") -> Any:
+        """Canonical norm name; for families with ``any_norm``, also any other
+        :class:`Distance` that has a dual norm (returned as is). Otherwise ``ValueError``
+        naming ``norm`` and the family."""
         allowed = tuple(self.norms if allowed is None else allowed)
+        if isinstance(norm, Distance) and not (isinstance(norm, LpDistance)
+                                               and norm.name in allowed):
+            if self.any_norm:
+                try:
+                    norm.dual_norm(np.zeros((1, self.n_features)))
+                except NotImplementedError:
+                    pass
+                else:
+                    return norm
+            raise ValueError(f"distance {norm.name!r} has no {what} for family "
+                             f"{self.name!r}; supported norms: {', '.join(allowed) or 'none'}"
+                             + (" or any distance with a dual norm" if self.any_norm else ""))
         try:
             name = canonical_norm(norm)
-        except ValueError:
+        except (ValueError, TypeError):
             name = None
         if name not in allowed:
             raise ValueError(
@@ -250,6 +264,7 @@ class ToyBase(ToyFamily):
             "n_features": int(self.n_features),
             "n_classes": int(self.n_classes),
             "exact_margin_norms": list(self.norms),
+            "any_norm_with_dual": bool(self.any_norm),
             "exact_ceiling_norms": list(self.ceiling_norms),
             "params": self.params(),
         }
