@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         env.update(XDG_CACHE_HOME=str(work / "cache"), MPLBACKEND="Agg",
                    INVARIANCE_TRADEOFFS_MNIST_URL=url + "mnist/",
                    INVARIANCE_TRADEOFFS_RELEASE_URL=url)
-        cmd = [sys.executable, "-m", "simulations", "reproduce", *shlex.split(args.extra)]
+        cmd = [sys.executable, "-m", "invariance_tradeoffs.simulations", "reproduce",
+               *shlex.split(args.extra)]
         load = os.getloadavg()[0]
         cold = _run([*cmd, "--out", str(args.out / "cold")], env)
         warm = _run([*cmd, "--out", str(args.out / "warm")], env)
