@@ -23,8 +23,9 @@ from typing import Any
 import numpy as np
 
 from invariance_tradeoffs.simulations.models.adapters import (
+    InputMap,
     LinearModel,
-    TorchModel,
+    PyTorchModel,
     as_images,
     batch_slices,
 )
@@ -157,8 +158,9 @@ def flatten_sequential(module: Any) -> list:
         Conv2d with a non-zero padding mode, an arbitrary ``forward``).
     """
     require_torch()
-    if isinstance(module, TorchModel):
-        module = module.module
+    if isinstance(module, PyTorchModel):  # its input map (bounds, preprocessing) first
+        head = [module.input_map] if module.input_map is not None else []
+        return head + flatten_sequential(module.module)
     if not isinstance(module, nn.Sequential):
         raise TypeError(
             "interval bound propagation needs an nn.Sequential of Conv2d/Linear/ReLU/"
@@ -170,7 +172,7 @@ def flatten_sequential(module: Any) -> list:
             layers.extend(flatten_sequential(layer))
         elif isinstance(layer, nn.Conv2d) and layer.padding_mode != "zeros":
             raise TypeError(f"Conv2d with padding_mode={layer.padding_mode!r} is not supported")
-        elif isinstance(layer, _LINEAR_LAYERS + _MONOTONE_LAYERS):
+        elif isinstance(layer, _LINEAR_LAYERS + _MONOTONE_LAYERS + (InputMap,)):
             layers.append(layer)
         else:
             raise TypeError(f"interval bound propagation does not support layer {layer!r}")
@@ -190,7 +192,8 @@ def interval_bounds(layers: Any, lower: Any, upper: Any) -> tuple[Any, Any]:
     """Propagate the box ``[lower, upper]`` through ``layers`` (torch tensors in and out).
 
     Affine layers map centre ``c`` and half-width ``r`` to ``W c + b`` and ``|W| r``;
-    monotone layers map the corners. The result contains the network's output for
+    monotone layers (ReLU, pooling, the increasing input map of a ``PyTorchModel``) map
+    the corners. The result contains the network's output for
     every input of the box (soundness up to float rounding). Differentiable, so it
     also serves IBP training.
     """
@@ -258,7 +261,7 @@ def certify_ibp(model: Any, x: np.ndarray, y: np.ndarray, eps: object,
 
     ``False`` means "not proven" (the bound is not tight), not "not robust".
     """
-    tm = model if isinstance(model, TorchModel) else TorchModel(model)
+    tm = model if isinstance(model, PyTorchModel) else PyTorchModel(model)
     x = as_images(x)
     y = as_labels(y, "y", n_classes=tm.n_classes, length=x.shape[0], allow_reject=False)
     e = _per_sample_eps(eps, x.shape[0])
@@ -266,7 +269,7 @@ def certify_ibp(model: Any, x: np.ndarray, y: np.ndarray, eps: object,
     with torch.no_grad():
         for sl in batch_slices(x.shape[0], batch_size):
             up = ibp_margin_upper(
-                tm.module, torch.from_numpy(x[sl]), torch.from_numpy(y[sl]),
+                tm, torch.from_numpy(x[sl]), torch.from_numpy(y[sl]),
                 torch.from_numpy(_float32_up(e[sl])),
             )
             up[torch.arange(up.shape[0]), torch.from_numpy(y[sl])] = -torch.inf
@@ -286,7 +289,7 @@ def certify(model: Any, x: np.ndarray, y: np.ndarray, eps: object) -> tuple[np.n
     """
     if isinstance(model, LinearModel):
         return certify_linear(model, x, y, eps), "exact (linear, closed form)"
-    if torch is not None and isinstance(model, TorchModel | nn.Module):
+    if torch is not None and isinstance(model, PyTorchModel | nn.Module):
         try:
             flatten_sequential(model)
         except TypeError:

@@ -26,17 +26,21 @@ is the nearest other-class image, not the MNIST attack's table of plausible targ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import cdist
 
+from invariance_tradeoffs.simulations.attacks.base import Attack, AttackResult, check_epsilons
 from invariance_tradeoffs.simulations.attacks.linf import check_radius, project_linf
+from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.oracles import REJECT, predict
 from invariance_tradeoffs.theory.results import proportion_estimate
-from invariance_tradeoffs.theory.validation import as_batch, as_labels
+from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_int
 
 __all__ = [
+    "GlyphInvarianceAttack",
     "other_class_neighbours",
     "linf_invariance_attack",
     "l0_invariance_attack",
@@ -132,8 +136,7 @@ def l0_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_label
     Ties between equally different pixels go to the lower pixel index, so the attack is
     deterministic. ``distortion`` counts the pixels that actually changed (``<= k``).
     """
-    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
-        raise ValueError(f"k must be an integer >= 0, got {k!r}")
+    k = check_int(k, "k", low=0)
     sources = as_batch(sources, "sources")
     pool = as_batch(pool, "pool", n_features=sources.shape[1])
     source_labels = as_labels(source_labels, "source_labels", length=sources.shape[0])
@@ -145,6 +148,48 @@ def l0_invariance_attack(sources: Any, source_labels: Any, pool: Any, pool_label
     rows = np.arange(sources.shape[0])[:, None]
     examples[rows, order] = target[rows, order]
     return _result(sources, source_labels, examples, pool, pool_labels, nb, "l0")
+
+
+class GlyphInvarianceAttack(Attack):
+    """The glyph-digit invariance attacks as an
+    :class:`~invariance_tradeoffs.simulations.attacks.base.Attack` over a labelled pool:
+    ``examples, success = GlyphInvarianceAttack(pool, pool_labels, "linf")(X, y,
+    epsilons=[0.3])``. ``norm`` is ``"linf"`` (:func:`linf_invariance_attack`) or ``"l0"``
+    (:func:`l0_invariance_attack`, radii = numbers of pixels).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> atk = GlyphInvarianceAttack(np.array([[1.0, 0.5]]), [1], "linf")
+    >>> examples, success = atk(np.zeros((1, 2)), [0], epsilons=[0.3, 0.4])
+    >>> examples[:, 0].tolist(), success.tolist()
+    ([[0.3, 0.3], [0.4, 0.4]], [[True], [True]])
+    """
+
+    kind = "invariance"
+
+    def __init__(self, pool: Any, pool_labels: Any, norm: str = "linf") -> None:
+        if norm not in ("linf", "l0"):
+            raise ValueError(f"norm must be 'linf' or 'l0', got {norm!r}")
+        self.pool = as_batch(pool, "pool")
+        self.pool_labels = as_labels(pool_labels, "pool_labels", length=self.pool.shape[0])
+        self.norm = norm
+        self.distance = LpDistance(norm)
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, *,
+                 epsilons: float | Sequence[float], model: Any = None) -> AttackResult:
+        self._require_model(model)
+        radii = check_epsilons(epsilons)
+        runs = [linf_invariance_attack(images, labels, self.pool, self.pool_labels, e)
+                if self.norm == "linf" else
+                l0_invariance_attack(images, labels, self.pool, self.pool_labels,
+                                     check_int(int(e), "epsilons (l0 pixels)", low=0))
+                for e in radii]
+        return AttackResult(
+            epsilons=radii, examples=np.stack([r["examples"] for r in runs]),
+            success=np.stack([r["targets"] >= 0 for r in runs]),
+            distortion=np.stack([r["distortion"] for r in runs]),
+            targets=np.stack([r["targets"] for r in runs]))
 
 
 def score_attack(result: dict[str, np.ndarray], oracle: Any, model: Any,

@@ -41,7 +41,10 @@ from invariance_tradeoffs.simulations.attacks.alignment import (
     NeighbourIndex,
     align_neighbours,
 )
+from invariance_tradeoffs.simulations.attacks.base import Attack, AttackResult, check_epsilons
 from invariance_tradeoffs.simulations.data.mnist import to_unit
+from invariance_tradeoffs.simulations.images import as_unit_images
+from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.validation import check_eps
 
 __all__ = [
@@ -298,16 +301,20 @@ def examples_from_neighbours(
     )
 
 
-class LinfInvarianceAttack:
+class LinfInvarianceAttack(Attack):
     """The full l-inf invariance attack with a reusable training-set index.
+
+    ``attack(images, labels, epsilons=[0.3, 0.4])`` aligns the neighbours once and
+    projects at every radius (:class:`~invariance_tradeoffs.simulations.attacks.base.Attack`);
+    success means an example was made (always, with the default targets).
 
     Parameters
     ----------
     train_images : ndarray (N, 28, 28) uint8
         Training images searched for neighbours (all 60000 reproduce the published data).
     train_labels : ndarray (N,)
-    eps : float
-        Radius in (0, 1].
+    eps : float, optional
+        Radius in (0, 1] of :meth:`run` (batch runs); calls take ``epsilons`` instead.
     targets : mapping or None
         Plausible target classes per source class (default :data:`DEFAULT_TARGETS`).
     selection : "least_ink" or callable
@@ -318,13 +325,21 @@ class LinfInvarianceAttack:
         Lower-bound dimension of the exact search (speed only).
     n_jobs : int
         joblib workers over sources.
+
+    Examples
+    --------
+    >>> attack = LinfInvarianceAttack.from_mnist()                          # doctest: +SKIP
+    >>> examples, success = attack(test_images, test_labels, epsilons=[0.3, 0.4])  # doctest: +SKIP
     """
+
+    kind = "invariance"
+    distance = LpDistance("linf")
 
     def __init__(
         self,
         train_images: np.ndarray,
         train_labels: np.ndarray,
-        eps: float,
+        eps: float | None = None,
         *,
         targets: Mapping[int, Sequence[int]] | None = DEFAULT_TARGETS,
         selection: Selection = "least_ink",
@@ -332,7 +347,7 @@ class LinfInvarianceAttack:
         n_components: int = 64,
         n_jobs: int | None = 1,
     ) -> None:
-        self.eps = check_radius(eps)
+        self.eps = None if eps is None else check_radius(eps)
         self.targets = check_targets(targets)
         if not (selection == "least_ink" or callable(selection)):
             raise ValueError(f"selection must be 'least_ink' or a callable, got {selection!r}")
@@ -341,21 +356,69 @@ class LinfInvarianceAttack:
         self.n_jobs = n_jobs
         self.index = NeighbourIndex(train_images, train_labels, n_components=n_components)
 
+    @classmethod
+    def from_mnist(cls, data_dir: str | None = None, **kwargs: object) -> LinfInvarianceAttack:
+        """The attack on the whole MNIST training set (found or fetched like
+        :func:`~invariance_tradeoffs.simulations.data.mnist.load_mnist`)."""
+        from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+        train = load_mnist("train", data_dir)
+        return cls(train.images, train.labels, **kwargs)  # type: ignore[arg-type]
+
+    def params(self) -> dict:
+        return {"attack": "linf", "distance": "linf", "eps": self.eps,
+                "targets": None if self.targets is None
+                else {str(k): list(v) for k, v in self.targets.items()},
+                "selection": self.selection if isinstance(self.selection, str) else "custom"}
+
     def align(self, sources: np.ndarray, labels: np.ndarray) -> AlignmentResult:
-        """Step 1 for a batch of sources."""
+        """Step 1 for a batch of sources (uint8 ``(n, 28, 28)``)."""
         return align_neighbours(
             sources, labels, index=self.index, grid=self.grid, n_jobs=self.n_jobs
         )
 
-    def run(self, sources: np.ndarray, labels: np.ndarray) -> LinfAttackResult:
-        """Invariance examples for a batch of uint8 sources with their labels."""
+    def __call__(self, images: np.ndarray, labels: np.ndarray, *,
+                 epsilons: float | Sequence[float], model: object = None) -> AttackResult:
+        """Invariance examples of ``images`` at every radius of ``epsilons``.
+
+        ``images`` are MNIST images as stored (uint8) or as floats ``k / 255`` (any shape
+        the package accepts); the alignment needs the stored pixels exactly.
+        """
+        self._require_model(model)
+        radii = tuple(check_radius(e) for e in check_epsilons(epsilons))
+        unit = as_unit_images(images, "images")
+        pixels = np.rint(unit * 255.0)
+        if np.max(np.abs(pixels - unit * 255.0), initial=0.0) > 1e-6:
+            raise ValueError("images must be MNIST pixels: uint8, or floats that are multiples "
+                             "of 1/255 (the alignment works on the stored values)")
+        sources = pixels.astype(np.uint8)
+        aligned = self.align(sources, labels)
+        runs = [examples_from_neighbours(sources, labels, aligned.neighbours, aligned.classes,
+                                         e, targets=self.targets, selection=self.selection)
+                for e in radii]
+        return AttackResult(
+            epsilons=radii,
+            examples=np.stack([r.examples for r in runs]),
+            success=np.stack([r.targets >= 0 for r in runs]),
+            distortion=np.stack([r.distortion for r in runs]),
+            targets=np.stack([r.targets for r in runs]),
+            extras={"neighbours": np.stack([r.neighbours for r in runs])},
+        )
+
+    def run(self, sources: np.ndarray, labels: np.ndarray,
+            eps: float | None = None) -> LinfAttackResult:
+        """Invariance examples at one radius (``eps``, else the constructor's) for a batch of
+        uint8 sources: the batch function of resumable runs."""
+        eps = self.eps if eps is None else check_radius(eps)
+        if eps is None:
+            raise ValueError("run needs a radius: eps= here or in the constructor")
         alignment = self.align(sources, labels)
         result = examples_from_neighbours(
             sources,
             labels,
             alignment.neighbours,
             alignment.classes,
-            self.eps,
+            eps,
             targets=self.targets,
             selection=self.selection,
         )

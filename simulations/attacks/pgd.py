@@ -21,24 +21,26 @@ the model's robust accuracy on that sample; certification gives the lower bound.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.attacks.base import Attack, AttackResult, check_epsilons
 from invariance_tradeoffs.simulations.models.adapters import (
-    TorchModel,
+    PyTorchModel,
     as_images,
     as_torch_model,
     batch_slices,
+    to_model_input,
 )
 from invariance_tradeoffs.simulations.optional import F, require_torch, torch
 from invariance_tradeoffs.theory.distances import Distance, LpDistance
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
 from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_int
 
-__all__ = ["LossGradient", "PGDResult", "default_step_size", "perturbed_start", "pgd",
+__all__ = ["PGD", "LossGradient", "PGDResult", "default_step_size", "perturbed_start", "pgd",
            "project_to_threat_set",
            "pgd_attack", "pgd_robust_accuracy", "torch_loss_gradient", "uniform_start"]
 
@@ -200,7 +202,7 @@ def pgd_attack(
 
     Parameters
     ----------
-    model : TorchModel, LinearModel or torch.nn.Module
+    model : PyTorchModel, LinearModel or torch.nn.Module
     x : array, (n, 1, 28, 28) in [0, 1]
     y : int array, (n,)
     eps : float
@@ -223,7 +225,7 @@ def pgd_attack(
     [True]
     """
     require_torch()
-    tm: TorchModel = as_torch_model(model)
+    tm: PyTorchModel = as_torch_model(model)
     x = as_images(x)
     y = as_labels(y, "y", n_classes=tm.n_classes, length=x.shape[0], allow_reject=False)
     eps = check_eps(eps)
@@ -265,3 +267,52 @@ def pgd_robust_accuracy(model: Any, x: np.ndarray, y: np.ndarray, eps: float,
         f"PGD-{res.steps} l-inf eps={eps:g}, {res.restarts} restarts, step {res.step_size:.4g}",
         side_on_sample="upper bound on robust accuracy",
     )
+
+
+class PGD(Attack):
+    """l-inf PGD as an :class:`~invariance_tradeoffs.simulations.attacks.base.Attack`:
+    ``examples, success = PGD()(images, labels, epsilons=[0.3], model=model)``.
+
+    Parameters are those of :func:`pgd_attack` (PGD-40 with one restart by default).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from invariance_tradeoffs.simulations.models.adapters import LinearModel
+    >>> m = LinearModel(np.eye(10, 784), np.zeros(10))
+    >>> x = np.zeros((1, 1, 28, 28), np.float32); x[0, 0, 0, 3] = 1.0
+    >>> examples, success = PGD(steps=5)(x, np.array([3]), epsilons=[0.1, 0.6], model=m)
+    >>> success.tolist()
+    [[False], [True]]
+    """
+
+    kind = "sensitivity"
+    distance = _LINF
+
+    def __init__(self, *, steps: int = 40, step_size: float | None = None, restarts: int = 1,
+                 seed: int = 0, batch_size: int = 500) -> None:
+        self.steps = check_int(steps, "steps", low=1)
+        self.step_size = None if step_size is None else check_eps(step_size, "step_size")
+        self.restarts = check_int(restarts, "restarts", low=1)
+        self.seed = int(seed)
+        self.batch_size = check_int(batch_size, "batch_size", low=1)
+
+    def params(self) -> dict:
+        return {"attack": "pgd", "distance": "linf", "steps": self.steps,
+                "step_size": self.step_size, "restarts": self.restarts, "seed": self.seed}
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, *,
+                 epsilons: float | Sequence[float], model: Any = None) -> AttackResult:
+        self._require_model(model)
+        radii = check_epsilons(epsilons)
+        x = to_model_input(images)
+        runs = [pgd_attack(model, x, labels, e, steps=self.steps, step_size=self.step_size,
+                           restarts=self.restarts, seed=self.seed, batch_size=self.batch_size)
+                for e in radii]
+        return AttackResult(
+            epsilons=radii,
+            examples=np.stack([r.x_adv for r in runs]),
+            success=np.stack([r.success for r in runs]),
+            distortion=np.stack([np.abs(r.x_adv - x).reshape(len(x), -1).max(axis=1)
+                                 for r in runs]),
+        )

@@ -23,7 +23,10 @@ from invariance_tradeoffs.simulations.io import to_jsonable
 from invariance_tradeoffs.simulations.models.adapters import as_model
 from invariance_tradeoffs.theory.results import Quantity
 
-__all__ = ["EvaluationReport", "SetEvaluation", "evaluate"]
+__all__ = ["DEFAULT_PGD", "EvaluationReport", "SetEvaluation", "evaluate"]
+
+#: PGD of :func:`evaluate` on the sources: PGD-40, one random restart.
+DEFAULT_PGD = PGDSettings(steps=40, restarts=1)
 
 
 @dataclass(frozen=True)
@@ -159,7 +162,7 @@ class EvaluationReport:
 def evaluate(model: Any, sets: Mapping[str, Any] | None = None, *,
              published_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None,
-             pgd: PGDSettings | None = PGDSettings(steps=40, restarts=1),
+             pgd: PGDSettings | None = DEFAULT_PGD,
              name: str | None = None) -> EvaluationReport:
     """Evaluate ``model`` on every published human-labelled set.
 

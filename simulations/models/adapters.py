@@ -8,11 +8,11 @@ one int64 label per image (in the spirit of Foolbox's model wrappers).
 
 Adapters that can do more say so by type:
 
-- :class:`TorchModel` wraps a ``torch.nn.Module`` and also exposes logits and
+- :class:`PyTorchModel` wraps a ``torch.nn.Module`` and also exposes logits and
   input gradients, which PGD (:mod:`invariance_tradeoffs.simulations.attacks.pgd`) and interval
   bound propagation (:mod:`invariance_tradeoffs.simulations.certification`) need.
 - :class:`LinearModel` is ``argmax(W x + b)`` on the flattened image; it needs no
-  torch, is certified *exactly* under l-inf, and converts to a :class:`TorchModel`
+  torch, is certified *exactly* under l-inf, and converts to a :class:`PyTorchModel`
   for PGD.
 - :class:`NumpyModel` wraps any callable returning labels or class scores (kNN,
   scikit-learn pipelines, hand-written rules); it supports prediction only.
@@ -30,6 +30,7 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -42,8 +43,9 @@ from invariance_tradeoffs.theory.validation import as_labels, check_int, check_n
 __all__ = [
     "IMAGE_SHAPE",
     "N_PIXELS",
-    "ARCHITECTURES",
     "ModelAdapter",
+    "InputMap",
+    "PyTorchModel",
     "TorchModel",
     "LinearModel",
     "NumpyModel",
@@ -51,7 +53,6 @@ __all__ = [
     "to_model_input",
     "as_model",
     "as_torch_model",
-    "build_architecture",
     "batch_slices",
     "require_torch",
 ]
@@ -205,14 +206,14 @@ class LinearModel:
     def predict(self, x: np.ndarray) -> np.ndarray:
         return np.argmax(self.logits(x), axis=1).astype(np.int64)
 
-    def to_torch(self) -> TorchModel:
-        """The same classifier as a :class:`TorchModel` (float32), e.g. for PGD."""
+    def to_torch(self) -> PyTorchModel:
+        """The same classifier as a :class:`PyTorchModel` (float32), e.g. for PGD."""
         require_torch()
         lin = nn.Linear(N_PIXELS, self.n_classes)
         with torch.no_grad():
             lin.weight.copy_(torch.as_tensor(self.weight, dtype=torch.float32))
             lin.bias.copy_(torch.as_tensor(self.bias, dtype=torch.float32))
-        return TorchModel(nn.Sequential(nn.Flatten(), lin), n_classes=self.n_classes,
+        return PyTorchModel(nn.Sequential(nn.Flatten(), lin).eval(), n_classes=self.n_classes,
                           name=self.name)
 
     def __repr__(self) -> str:
@@ -220,40 +221,121 @@ class LinearModel:
 
 
 # --------------------------------------------------------------------------- torch
-class TorchModel:
-    """Adapter for a ``torch.nn.Module`` mapping ``(n, 1, 28, 28)`` to logits ``(n, C)``.
+class InputMap(nn.Module if nn is not None else object):  # type: ignore[misc]
+    """The elementwise increasing affine map from package images (values in ``[0, 1]``) to
+    the module's input: ``((lo + x (hi - lo)) - mean) / std``.
 
-    Besides ``predict`` it exposes :meth:`logits` and :meth:`loss_gradient` (numpy in,
-    numpy out) and the wrapped ``module`` (for attacks and bounds that stay in torch).
-    The module is put in evaluation mode.
+    A layer of its own, so interval bound propagation (certification) goes through it
+    like through any other layer.
+    """
+
+    def __init__(self, scale: Any, shift: Any) -> None:
+        super().__init__()
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
+
+    def forward(self, x: Any) -> Any:
+        return x * self.scale + self.shift
+
+
+def _input_map(bounds: Any, preprocessing: Any, dtype: Any) -> InputMap | None:
+    """:class:`InputMap` for Foolbox-style ``bounds`` and ``preprocessing``, or None when it
+    is the identity."""
+    try:
+        lo, hi = (float(v) for v in bounds)
+    except (TypeError, ValueError):
+        raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"bounds must be finite with low < high, got {bounds!r}")
+    scale = torch.tensor(hi - lo, dtype=dtype)
+    shift = torch.tensor(lo, dtype=dtype)
+    if preprocessing is not None:
+        if not isinstance(preprocessing, dict) or not set(preprocessing) <= {"mean", "std",
+                                                                               "axis"}:
+            raise ValueError("preprocessing must be a dict with keys mean, std and "
+                             f"optionally axis, got {preprocessing!r}")
+        axis = int(preprocessing.get("axis", -3))
+        mean = torch.as_tensor(np.asarray(preprocessing.get("mean", 0.0), dtype=np.float64),
+                               dtype=dtype)
+        std = torch.as_tensor(np.asarray(preprocessing.get("std", 1.0), dtype=np.float64),
+                              dtype=dtype)
+        if not bool(torch.all(std > 0)):
+            raise ValueError("preprocessing std must be > 0")
+        if mean.ndim == 1:  # per channel: put the values on ``axis`` of (n, c, h, w)
+            shape = [1, 1, 1, 1]
+            shape[axis] = -1
+            mean, std = mean.view(shape), std.view(shape)
+        scale, shift = scale / std, (shift - mean) / std
+    if bool(torch.all(scale == 1)) and bool(torch.all(shift == 0)):
+        return None
+    return InputMap(scale, shift)
+
+
+class PyTorchModel:
+    """A ``torch.nn.Module`` classifier as a model adapter (Foolbox's ``PyTorchModel`` in
+    spirit).
+
+    The package hands every model images as float32 ``(n, 1, 28, 28)`` in ``[0, 1]``;
+    ``bounds`` and ``preprocessing`` say what the module expects instead, and the adapter
+    maps the images there (differentiably, and through certification).
 
     Parameters
     ----------
     module : torch.nn.Module
+        Maps a batch to logits ``(n, n_classes)``.
+    bounds : (float, float)
+        The input range the module was trained on (e.g. ``(0, 255)``); images in ``[0, 1]``
+        are mapped linearly onto it.
+    preprocessing : dict, optional
+        ``{"mean": m, "std": s, "axis": -3}`` applied after ``bounds``: the module sees
+        ``(x - m) / s`` (per channel when ``m``/``s`` are sequences).
+    device : str or torch.device, optional
+        Where inputs are sent (default: the device of the module's parameters).
     n_classes : int
     batch_size : int
         Images per forward pass.
     name : str
+
+    Notes
+    -----
+    The module is used as it is: a module left in training mode (dropout, batch-norm
+    statistics) gets a warning, not a silent ``eval()``.
+
+    Examples
+    --------
+    >>> import torch                                                   # doctest: +SKIP
+    >>> model = PyTorchModel(net.eval(), bounds=(0, 1),                # doctest: +SKIP
+    ...                      preprocessing=dict(mean=0.1307, std=0.3081))
     """
 
-    def __init__(self, module: Any, n_classes: int = 10, batch_size: int = 1000,
-                 name: str = "torch-model") -> None:
+    def __init__(self, module: Any, *, bounds: tuple[float, float] = (0.0, 1.0),
+                 preprocessing: dict | None = None, device: Any = None, n_classes: int = 10,
+                 batch_size: int = 1000, name: str = "torch-model") -> None:
         require_torch()
         if not isinstance(module, nn.Module):
             raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
-        self.module = module.eval()
+        if module.training:
+            warnings.warn(f"{name}: the module is in training mode (dropout and batch-norm "
+                          "behave differently); call module.eval() before evaluating it",
+                          UserWarning, stacklevel=2)
+        self.module = module
+        self.bounds = (float(bounds[0]), float(bounds[1])) if bounds is not None else None
+        self.preprocessing = preprocessing
         self.n_classes = check_n_classes(n_classes)
         self.batch_size = check_int(batch_size, "batch_size", low=1)
         self.name = name
-
-    @property
-    def device(self) -> Any:
-        """Device of the module's first parameter (CPU for parameter-free modules)."""
-        p = next(self.module.parameters(), None)
-        return p.device if p is not None else torch.device("cpu")
+        p = next(module.parameters(), None)
+        self.device = torch.device(device) if device is not None else (
+            p.device if p is not None else torch.device("cpu"))
+        self.input_map = _input_map(bounds, preprocessing, torch.float32)
+        if self.input_map is not None:
+            self.input_map = self.input_map.to(self.device)
 
     def forward(self, x: Any) -> Any:
-        """Logits of a torch batch, with gradient tracking left to the caller."""
+        """Logits of a torch batch of package images, with gradient tracking left to the
+        caller."""
+        if self.input_map is not None:
+            x = self.input_map(x)
         out = self.module(x)
         if out.ndim != 2 or out.shape[1] != self.n_classes:
             raise ValueError(
@@ -261,6 +343,11 @@ class TorchModel:
                 f" got {tuple(out.shape)}"
             )
         return out
+
+    def layers(self) -> list:
+        """The network as a list of layers, the input map first (for interval bounds)."""
+        inner = list(self.module) if isinstance(self.module, nn.Sequential) else [self.module]
+        return ([self.input_map] if self.input_map is not None else []) + inner
 
     def logits(self, x: np.ndarray) -> np.ndarray:
         """Logits as a float32 array of shape ``(n, n_classes)``."""
@@ -290,7 +377,13 @@ class TorchModel:
         return grad
 
     def __repr__(self) -> str:
-        return f"TorchModel(name={self.name!r}, module={type(self.module).__name__})"
+        extra = "" if self.input_map is None else f", bounds={self.bounds}, " \
+            f"preprocessing={self.preprocessing}"
+        return f"PyTorchModel(name={self.name!r}, module={type(self.module).__name__}{extra})"
+
+
+#: The earlier name of :class:`PyTorchModel`.
+TorchModel = PyTorchModel
 
 
 # --------------------------------------------------------------------------- conversion
@@ -298,15 +391,15 @@ def as_model(obj: object, n_classes: int = 10, name: str | None = None) -> Model
     """Wrap anything that classifies images as a :class:`ModelAdapter`.
 
     - an adapter (``n_classes`` + ``predict``) is returned unchanged;
-    - a ``torch.nn.Module`` becomes a :class:`TorchModel`;
+    - a ``torch.nn.Module`` becomes a :class:`PyTorchModel` (inputs in ``[0, 1]``);
     - an object with a ``predict`` method but no ``n_classes`` (a scikit-learn
       estimator) is fed flattened ``(n, 784)`` rows;
     - any other callable becomes a :class:`NumpyModel` returning labels.
     """
-    if isinstance(obj, TorchModel | LinearModel | NumpyModel):
+    if isinstance(obj, PyTorchModel | LinearModel | NumpyModel):
         return obj
     if torch is not None and isinstance(obj, nn.Module):
-        return TorchModel(obj, n_classes=n_classes, name=name or type(obj).__name__)
+        return PyTorchModel(obj, n_classes=n_classes, name=name or type(obj).__name__)
     if hasattr(obj, "n_classes") and callable(getattr(obj, "predict", None)):
         return obj  # type: ignore[return-value]
     if callable(getattr(obj, "predict", None)):
@@ -321,94 +414,21 @@ def as_model(obj: object, n_classes: int = 10, name: str | None = None) -> Model
     )
 
 
-def as_torch_model(model: object) -> TorchModel:
-    """Return a :class:`TorchModel` for ``model`` or raise ``TypeError``.
+def as_torch_model(model: object) -> PyTorchModel:
+    """Return a :class:`PyTorchModel` for ``model`` or raise ``TypeError``.
 
     Gradient-based attacks and interval bounds need this; a :class:`LinearModel` is
     converted, a prediction-only model is refused with an explanation.
     """
-    if isinstance(model, TorchModel):
+    if isinstance(model, PyTorchModel):
         return model
     if isinstance(model, LinearModel):
         return model.to_torch()
     if torch is not None and isinstance(model, nn.Module):
-        return TorchModel(model)
+        return PyTorchModel(model)
     raise TypeError(
         f"model {getattr(model, 'name', type(model).__name__)!r} exposes no gradients "
-        "(a TorchModel, LinearModel or torch.nn.Module is needed)"
+        "(a PyTorchModel, LinearModel or torch.nn.Module is needed)"
     )
 
 
-# --------------------------------------------------------------------------- architectures
-def _tiny_cnn(n_classes: int) -> Any:
-    # For tests: 2 conv layers, a few thousand parameters.
-    return nn.Sequential(
-        nn.Conv2d(1, 4, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(4, 8, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(8 * 7 * 7, 32), nn.ReLU(), nn.Linear(32, n_classes),
-    )
-
-
-def _small_cnn(n_classes: int) -> Any:
-    # The "small" network of Wong & Kolter (2018) / Gowal et al. (2018): two strided
-    # conv layers and one hidden dense layer; cheap enough for PGD training on 2 cores.
-    return nn.Sequential(
-        nn.Conv2d(1, 16, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(16, 32, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(32 * 7 * 7, 100), nn.ReLU(), nn.Linear(100, n_classes),
-    )
-
-
-def _wide_cnn(n_classes: int) -> Any:
-    # The small network at twice the width (32/64 channels, 200 hidden units): adversarial
-    # training needs capacity (Madry et al. 2018); about 1.7x the small network's cost.
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 200), nn.ReLU(), nn.Linear(200, n_classes),
-    )
-
-
-def _medium_cnn(n_classes: int) -> Any:
-    # Gowal et al. (2018) "medium": four conv layers, two dense layers.
-    return nn.Sequential(
-        nn.Conv2d(1, 32, 3, stride=1, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 32, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Conv2d(32, 64, 3, stride=1, padding=1), nn.ReLU(),
-        nn.Conv2d(64, 64, 4, stride=2, padding=1), nn.ReLU(),
-        nn.Flatten(), nn.Linear(64 * 7 * 7, 512), nn.ReLU(),
-        nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, n_classes),
-    )
-
-
-def _linear(n_classes: int) -> Any:
-    return nn.Sequential(nn.Flatten(), nn.Linear(N_PIXELS, n_classes))
-
-
-#: Architecture name -> builder ``(n_classes) -> nn.Sequential``. Every architecture is
-#: a plain ``nn.Sequential`` of Conv2d / Linear / ReLU / Flatten, so interval bound
-#: propagation applies to all of them.
-ARCHITECTURES: dict[str, Callable[[int], Any]] = {
-    "tiny_cnn": _tiny_cnn,
-    "small_cnn": _small_cnn,
-    "wide_cnn": _wide_cnn,
-    "medium_cnn": _medium_cnn,
-    "linear": _linear,
-}
-
-
-def build_architecture(arch: str, n_classes: int = 10, seed: int = 0) -> Any:
-    """Build a freshly initialised network; the initialisation is fixed by ``seed``.
-
-    Examples
-    --------
-    >>> net = build_architecture("tiny_cnn", seed=0)  # doctest: +SKIP
-    """
-    require_torch()
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"arch must be one of {sorted(ARCHITECTURES)}, got {arch!r}")
-    n_classes = check_n_classes(n_classes)
-    # fork_rng keeps the caller's global RNG untouched while fixing the init.
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        return ARCHITECTURES[arch](n_classes)

@@ -47,7 +47,7 @@ import numpy as np
 
 from invariance_tradeoffs.simulations.io import atomic_write
 from invariance_tradeoffs.simulations.models.adapters import (
-    TorchModel,
+    PyTorchModel,
     to_model_input,
 )
 from invariance_tradeoffs.simulations.models.training import select_training, training_tensors
@@ -283,7 +283,8 @@ class ProxyLabeller:
                  keys: list[str] | None = None) -> None:
         if not members:
             raise ValueError("members must hold at least one network")
-        self.members = [TorchModel(m, name=f"{config.name}[{i}]") for i, m in enumerate(members)]
+        self.members = [PyTorchModel(m.eval(), name=f"{config.name}[{i}]")
+                        for i, m in enumerate(members)]
         self.config = config
         self.name = config.name
         self.metrics = metrics or []

@@ -18,8 +18,8 @@ from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     ModelAdapter,
     NumpyModel,
-    build_architecture,
 )
+from invariance_tradeoffs.simulations.models.architectures import build_architecture
 from invariance_tradeoffs.simulations.models.configs import TORCH_METHODS, TrainConfig
 from invariance_tradeoffs.simulations.models.robust_linear import fit_robust_linear, flat_unit
 from invariance_tradeoffs.simulations.optional import F, require_torch, torch

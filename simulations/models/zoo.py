@@ -44,9 +44,9 @@ from invariance_tradeoffs.simulations.io import atomic_write, hash_arrays
 from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     ModelAdapter,
-    TorchModel,
-    build_architecture,
+    PyTorchModel,
 )
+from invariance_tradeoffs.simulations.models.architectures import build_architecture
 from invariance_tradeoffs.simulations.models.configs import (
     CONFIGS,
     IBP_TRAINING_RADII,
@@ -175,7 +175,7 @@ def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
                    "metrics": metrics, "state_dict": net.state_dict()}
         atomic_write(path, lambda p: torch.save(payload, p))
         ckpt.unlink(missing_ok=True)
-        model: ModelAdapter = TorchModel(net, name=config.name)
+        model: ModelAdapter = PyTorchModel(net.eval(), name=config.name)
     else:
         model, metrics, arrays = train_numpy(config, images, labels)
         check_budget(config, metrics)
@@ -222,7 +222,7 @@ def load_saved(path: str | os.PathLike, expected_key: str | None = None) -> Trai
     if config.method in TORCH_METHODS:
         net = build_architecture(config.arch, seed=config.seed)
         net.load_state_dict(blob["state_dict"])
-        model = TorchModel(net, name=config.name)
+        model = PyTorchModel(net.eval(), name=config.name)
     elif config.method == "knn":
         model = knn_model(blob["train_images"], blob["train_labels"], config.k, config.name)
     else:

@@ -172,16 +172,12 @@ class ServerProcess:
         self._lines.put(None)
 
     def start(self) -> ServerProcess:
-        import invariance_tradeoffs.simulations
-
-        root = str(Path(invariance_tradeoffs.simulations.__file__).resolve().parents[1])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-            p for p in (root, os.environ.get("PYTHONPATH")) if p)}
+        env = dict(os.environ)  # the child imports the package as this process does
         cmd = [sys.executable, "-m", "invariance_tradeoffs.simulations.study", "serve",
                str(self.study),
                "--host", self.host, "--port", str(self.port), *self.extra_args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                     text=True, env=env, cwd=root)
+                                     text=True, env=env)
         threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
         while True:
             try:

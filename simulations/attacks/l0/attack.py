@@ -69,6 +69,7 @@ from typing import Any
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.attacks.base import Attack, AttackResult, check_epsilons
 from invariance_tradeoffs.simulations.attacks.l0.judges import (
     Judge,
     KNNJudge,
@@ -92,6 +93,7 @@ from invariance_tradeoffs.simulations.attacks.l0.subsets import (
 )
 from invariance_tradeoffs.simulations.attacks.l0.transforms import l0_distance
 from invariance_tradeoffs.simulations.images import as_unit_images
+from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.validation import as_labels, check_int
 
@@ -197,7 +199,7 @@ class L0Run:
 _Edit = tuple[Alignment, np.ndarray, SubsetSearch]
 
 
-class L0InvarianceAttack:
+class L0InvarianceAttack(Attack):
     """Model-free l0 invariance attack (alignment search + cluster-subset edit).
 
     Parameters
@@ -471,6 +473,49 @@ class L0InvarianceAttack:
         for lab in np.unique(np.asarray(labels)):
             for cls in self.targets[check_label(int(lab))]:
                 self.searcher.pool(cls)
+
+    kind = "invariance"
+    distance = LpDistance(0)
+
+    def __call__(self, images: np.ndarray, labels: np.ndarray, *,
+                 epsilons: float | Sequence[float] = (np.inf,), model: object = None,
+                 keys: Sequence[int] | np.ndarray | None = None) -> AttackResult:
+        """The smallest judged edit of every image; success at radius ``eps`` when one was
+        found within ``eps`` changed binarised pixels (the example is the same at every
+        radius: the attack minimises the l0 size).
+
+        Examples
+        --------
+        >>> attack = L0InvarianceAttack.from_mnist(search="fast")          # doctest: +SKIP
+        >>> examples, success = attack(images, labels, epsilons=[25])      # doctest: +SKIP
+        """
+        self._require_model(model)
+        radii = check_epsilons(epsilons)
+        arrays = self.run(as_unit_images(images, "images"), labels, keys=keys).as_arrays()
+        k = len(radii)
+        dist = arrays["distortion"]
+        ok = np.isfinite(dist)
+        return AttackResult(
+            epsilons=radii,
+            examples=np.broadcast_to(arrays["examples"], (k, *arrays["examples"].shape)).copy(),
+            success=np.stack([ok & (np.where(ok, dist, np.inf) <= e) for e in radii]),
+            distortion=np.broadcast_to(dist, (k, len(dist))).copy(),
+            targets=np.broadcast_to(arrays["targets"], (k, len(dist))).copy(),
+            extras={key: v for key, v in arrays.items()
+                    if key not in ("examples", "distortion", "targets")},
+        )
+
+    @classmethod
+    def from_mnist(cls, data_dir: str | None = None, **kwargs: Any) -> L0InvarianceAttack:
+        """The attack on the whole MNIST training set (found or fetched like
+        :func:`~invariance_tradeoffs.simulations.data.mnist.load_mnist`)."""
+        from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+        train = load_mnist("train", data_dir)
+        return cls(train.images, train.labels, **kwargs)
+
+    def params(self) -> dict:
+        return self.get_params()
 
     def run(
         self,

@@ -360,9 +360,9 @@ def test_torch_model_gradient_matches_linear_closed_form():
 
 def test_build_architecture_is_seeded_and_checked():
     torch = _torch()
-    from invariance_tradeoffs.simulations.models.adapters import (
+    from invariance_tradeoffs.simulations.models.adapters import PyTorchModel
+    from invariance_tradeoffs.simulations.models.architectures import (
         ARCHITECTURES,
-        TorchModel,
         build_architecture,
     )
 
@@ -370,11 +370,11 @@ def test_build_architecture_is_seeded_and_checked():
         a, b = build_architecture(arch, seed=5), build_architecture(arch, seed=5)
         assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(),
                                                     strict=True))
-        assert TorchModel(a).logits(_images(2)).shape == (2, 10)
+        assert PyTorchModel(a.eval()).logits(_images(2)).shape == (2, 10)
     with pytest.raises(ValueError, match="arch must be one of"):
         build_architecture("resnet")
     with pytest.raises(TypeError, match="nn.Module"):
-        TorchModel(lambda x: x)
+        PyTorchModel(lambda x: x)
 
 
 # --------------------------------------------------------------------------- IBP
@@ -486,9 +486,10 @@ def test_ibp_rejects_unsupported_layers():
 def test_pgd_stays_in_the_ball_and_the_unit_cube(eps):
     _torch()
     from invariance_tradeoffs.simulations.attacks.pgd import pgd_attack
-    from invariance_tradeoffs.simulations.models.adapters import TorchModel, build_architecture
+    from invariance_tradeoffs.simulations.models.adapters import PyTorchModel
+    from invariance_tradeoffs.simulations.models.architectures import build_architecture
 
-    m = TorchModel(build_architecture("tiny_cnn", seed=0))
+    m = PyTorchModel(build_architecture("tiny_cnn", seed=0).eval())
     x = _images(16, seed=1)
     x[:, :, :5] = 0.0
     x[:, :, -5:] = 1.0  # clipped regions on both sides
