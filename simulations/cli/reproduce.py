@@ -8,6 +8,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from invariance_tradeoffs.simulations.cli.args import int_in
 from invariance_tradeoffs.simulations.experiments.reproduce import (
     FULL,
     MAIN,
@@ -99,18 +100,22 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
                    help="zoo models to evaluate (default: all full ones; tiny with --quick)")
     p.add_argument("--proxy", default=None, help="proxy configuration name")
-    p.add_argument("--n-sources", type=int, default=None, help="published sources attacked")
-    p.add_argument("--n-test", type=int, default=None,
+    p.add_argument("--n-sources", type=int_in(1, 100), default=None,
+                   help="published sources attacked (default all 100; 20 with --quick)")
+    p.add_argument("--n-test", type=int_in(1, 10000), default=None,
                    help="first N test images for clean and certified accuracy (default 10000; "
                         "200 with --quick)")
-    p.add_argument("--n-test-pgd", type=int, default=None, metavar="N",
+    p.add_argument("--n-test-pgd", type=int_in(1, 10000), default=None, metavar="N",
                    help="first N of those for PGD accuracy (default 1000)")
-    p.add_argument("--pgd-steps", type=int, default=None)
-    p.add_argument("--pgd-restarts", type=int, default=None)
-    p.add_argument("--toy", choices=("small", "default", "none"), default=None)
-    p.add_argument("--l0-sources", type=int, default=None, metavar="N",
-                   help="published sources for the l0 attack (default: all 100; 3 with "
-                        "--quick; 0 skips it)")
+    p.add_argument("--pgd-steps", type=int_in(1), default=None,
+                   help="PGD steps of the sensitivity evaluation (default 40; 10 with --quick)")
+    p.add_argument("--pgd-restarts", type=int_in(1), default=None,
+                   help="PGD random restarts (default 1; 5 with --full, 2 with --quick)")
+    p.add_argument("--toy", choices=("small", "default", "none"), default=None,
+                   help="toy experiment sizes (default small; default with --full)")
+    p.add_argument("--l0-sources", type=int_in(0, 100), default=None, metavar="N",
+                   help="published sources for the l0 attack (default 0: not run; all 100 "
+                        "with --full; 3 with --quick)")
     p.add_argument("--l0-budget", choices=("default", "fast"), default=None,
                    help="l0 attack search budget (default: default; fast with --quick)")
     p.add_argument("--no-train", action="store_true",

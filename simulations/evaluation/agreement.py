@@ -21,7 +21,7 @@ For every model and every published set this module reports
   (estimate with Clopper-Pearson interval for the population);
 - the sensitivity side at the set's radius: clean accuracy, PGD robust accuracy (an
   upper bound on the sample's robust accuracy) and certified robust accuracy (a lower
-  bound) on the sources; :func:`robustness_report` gives the same on any images.
+  bound) on the sources; :func:`sensitivity_report` gives the same on any images.
 
 Examples
 --------
@@ -50,7 +50,7 @@ __all__ = [
     "ceiling",
     "certify_at_sources",
     "evaluate_set",
-    "robustness_report",
+    "sensitivity_report",
     "evaluate_models",
     "summary_table",
 ]
@@ -187,7 +187,7 @@ def _pgd_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
     return pgd_robust_accuracy(model, x, y, eps, **pgd.kwargs())
 
 
-def robustness_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: float, *,
+def sensitivity_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: float, *,
                       pgd: PGDSettings | None = PGDSettings(), pgd_n: int | None = None
                       ) -> dict:
     """Sensitivity side at radius ``eps`` (l-inf) on ``images`` with true ``labels``.
@@ -269,7 +269,7 @@ def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings
         "per source: max(radius, distance to its example) + 1e-6",
     }
     if pset.norm == "linf" and radius is not None:
-        out["sensitivity_on_sources"] = robustness_report(
+        out["sensitivity_on_sources"] = sensitivity_report(
             model, pset.sources, pset.original_labels, radius, pgd=pgd)
     else:
         out["sensitivity_on_sources"] = None
@@ -281,7 +281,7 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
                     test_labels: np.ndarray | None = None,
                     test_eps: tuple[float, ...] = (), test_pgd_n: int | None = None) -> dict:
     """Evaluate every model on every published set (and optionally on test images; PGD on
-    the first ``test_pgd_n`` of them, see :func:`robustness_report`).
+    the first ``test_pgd_n`` of them, see :func:`sensitivity_report`).
 
     Returns a JSON-ready dictionary (every :class:`Quantity` converted with ``to_dict``);
     its keys are documented in ``docs/mnist.md``.
@@ -298,7 +298,7 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
         entry: dict[str, Any] = {"published": {name: evaluate_set(adapter, s, pgd=pgd)
                                                for name, s in sets.items()}}
         if test_images is not None and test_eps:
-            entry["test"] = [robustness_report(adapter, test_images, test_labels, e, pgd=pgd,
+            entry["test"] = [sensitivity_report(adapter, test_images, test_labels, e, pgd=pgd,
                                                pgd_n=test_pgd_n)
                              for e in test_eps]
         out["models"][mname] = entry

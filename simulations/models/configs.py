@@ -173,7 +173,7 @@ CONFIGS: dict[str, TrainConfig] = {
         *(_pgd(eps) for eps in PGD_TRAINING_RADII),
         *(_ibp(eps) for eps in IBP_TRAINING_RADII),
         TrainConfig("logreg", "logreg", l2=1e-4, max_iter=300, budget_minutes=5),
-        # max_iter bounds each of the two stages of fit_robust_linear.
+        # max_iter bounds each of the two stages of fit_robust_multiclass_linear.
         TrainConfig("robust-linear-0.1", "robust_linear", eps=0.1, l2=1e-4, max_iter=150,
                     budget_minutes=15),
         TrainConfig("robust-linear-0.3", "robust_linear", eps=0.3, l2=1e-4, max_iter=150,

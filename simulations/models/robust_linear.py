@@ -11,7 +11,7 @@ from invariance_tradeoffs.simulations.certification import input_box, linear_wor
 from invariance_tradeoffs.simulations.models.adapters import N_PIXELS, LinearModel
 from invariance_tradeoffs.theory.validation import as_labels
 
-__all__ = ["flat_unit", "fit_robust_linear", "robust_linear_loss"]
+__all__ = ["flat_unit", "fit_robust_multiclass_linear", "robust_linear_loss"]
 
 
 # --------------------------------------------------------------------------- linear, exact robust
@@ -82,10 +82,18 @@ def robust_linear_loss(params: np.ndarray, centre: np.ndarray, half: np.ndarray,
     return loss, np.concatenate([gw.ravel(), gb])
 
 
-def fit_robust_linear(images: np.ndarray, labels: np.ndarray, eps: float, *, l2: float = 1e-4,
-                      max_iter: int = 200, n_classes: int = 10, smoothing: float = 1e-4
-                      ) -> tuple[LinearModel, dict]:
-    """Linear model minimising the exact l-inf worst-case loss (:func:`robust_linear_loss`).
+def fit_robust_multiclass_linear(images: np.ndarray, labels: np.ndarray, eps: float, *,
+                                 l2: float = 1e-4, max_iter: int = 200, n_classes: int = 10,
+                                 smoothing: float = 1e-4) -> tuple[LinearModel, dict]:
+    """Multiclass linear model minimising the exact worst-case loss over
+    ``B_inf(x, eps) ∩ [0, 1]^d`` (:func:`robust_linear_loss`).
+
+    The toy experiments' binary counterpart,
+    :func:`invariance_tradeoffs.simulations.experiments.toy.training.fit_robust_linear`,
+    solves a different problem: two classes, an unbounded ball of any norm with a dual
+    norm (its worst case is one dual-norm penalty). Here the pixel box clips the ball,
+    which only has a closed form per pixel for l-inf, and every pair of classes has its
+    own worst case.
 
     Deterministic, in two L-BFGS-B stages (scipy; the problem is convex): from ``W = 0``
     on the smoothed loss (``smoothing``; the exact loss has a kink at ``W = 0`` where

@@ -21,7 +21,10 @@ from invariance_tradeoffs.simulations.models.adapters import (
 )
 from invariance_tradeoffs.simulations.models.architectures import build_architecture
 from invariance_tradeoffs.simulations.models.configs import TORCH_METHODS, TrainConfig
-from invariance_tradeoffs.simulations.models.robust_linear import fit_robust_linear, flat_unit
+from invariance_tradeoffs.simulations.models.robust_linear import (
+    fit_robust_multiclass_linear,
+    flat_unit,
+)
 from invariance_tradeoffs.simulations.optional import F, require_torch, torch
 from invariance_tradeoffs.theory.validation import as_labels
 
@@ -196,7 +199,7 @@ def train_numpy(config: TrainConfig, images: np.ndarray, labels: np.ndarray
         metrics = {"n_iter": int(np.max(clf.n_iter_)),
                    "converged": not any("converge" in str(w.message) for w in caught)}
     else:  # robust_linear
-        model, metrics = fit_robust_linear(images, labels, config.eps, l2=config.l2,
+        model, metrics = fit_robust_multiclass_linear(images, labels, config.eps, l2=config.l2,
                                            max_iter=config.max_iter)
         model.name = config.name
         arrays = {"weight": model.weight, "bias": model.bias}

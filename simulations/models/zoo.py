@@ -57,7 +57,7 @@ from invariance_tradeoffs.simulations.models.configs import (
     get_config,
 )
 from invariance_tradeoffs.simulations.models.robust_linear import (
-    fit_robust_linear,
+    fit_robust_multiclass_linear,
     robust_linear_loss,
 )
 from invariance_tradeoffs.simulations.models.training import (
@@ -91,7 +91,7 @@ __all__ = [
     "cached_path",
     "is_cached",
     "estimate_train_seconds",
-    "fit_robust_linear",
+    "fit_robust_multiclass_linear",
     "robust_linear_loss",
 ]
 

@@ -116,7 +116,7 @@ def fit_robust_linear(X: np.ndarray, y: np.ndarray, *, norm: str | Distance = "l
     ``mean softplus(-(s_i (w.x_i + b) - eps ||w||_*)) + alpha/2 ||w||^2`` with ``||.||_*``
     the dual norm of the threat model's distance (for multiclass linear models under
     l-inf within ``[0, 1]^d`` see
-    :func:`invariance_tradeoffs.simulations.models.robust_linear.fit_robust_linear`).
+    :func:`invariance_tradeoffs.simulations.models.robust_linear.fit_robust_multiclass_linear`).
 
     Parameters
     ----------

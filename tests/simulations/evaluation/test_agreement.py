@@ -16,7 +16,7 @@ from invariance_tradeoffs.simulations.evaluation.agreement import (
     ceiling,
     evaluate_models,
     evaluate_set,
-    robustness_report,
+    sensitivity_report,
     summary_table,
 )
 from invariance_tradeoffs.simulations.models.adapters import LinearModel, NumpyModel
@@ -172,14 +172,14 @@ def test_agreement_stats_validates_and_handles_empty_subsets():
         agreement_stats(ORIG + 10, HUMAN, ORIG)
 
 
-def test_robustness_report_on_linear_model_is_exact():
+def test_sensitivity_report_on_linear_model_is_exact():
     pset = _hand_set()
-    rep = robustness_report(_pixel_model(), pset.sources, pset.original_labels, RADIUS,
+    rep = sensitivity_report(_pixel_model(), pset.sources, pset.original_labels, RADIUS,
                             pgd=None)
     assert rep["certification_method"].startswith("exact") and rep["pgd_robust_accuracy"] is None
     assert rep["certified_robust_accuracy"].value == 0.4
     with pytest.raises(ValueError, match="eps"):
-        robustness_report(_pixel_model(), pset.sources, pset.original_labels, -1.0)
+        sensitivity_report(_pixel_model(), pset.sources, pset.original_labels, -1.0)
 
 
 def test_evaluate_models_is_json_and_tabulates():

@@ -30,7 +30,7 @@ from invariance_tradeoffs.simulations.models.zoo import (
     config_key,
     data_fingerprint,
     eps_schedule,
-    fit_robust_linear,
+    fit_robust_multiclass_linear,
     get_config,
     load_saved,
     robust_linear_loss,
@@ -234,7 +234,7 @@ def test_robust_linear_at_eps0_is_logistic_regression():
 
     images, labels = _fake_mnist(200)
     lam = 1e-2
-    ours, info = fit_robust_linear(images, labels, 0.0, l2=lam, max_iter=500)
+    ours, info = fit_robust_multiclass_linear(images, labels, 0.0, l2=lam, max_iter=500)
     x = images.reshape(200, -1) / 255.0
     sk = LogisticRegression(C=1 / (lam * 200), max_iter=1000, tol=1e-8).fit(x, labels)
     assert info["converged"]
@@ -507,7 +507,7 @@ def test_pgd_is_bracketed_by_exact_robust_accuracy_on_linear_models():
     from invariance_tradeoffs.simulations.attacks.pgd import pgd_attack, pgd_robust_accuracy
 
     images, labels = _fake_mnist(300)
-    lm, _ = fit_robust_linear(images, labels, 0.0, l2=1e-3, max_iter=200)
+    lm, _ = fit_robust_multiclass_linear(images, labels, 0.0, l2=1e-3, max_iter=200)
     x, y = to_model_input(images[:100]), labels[:100].astype(np.int64)
     for eps in (0.05, 0.1, 0.2):
         exact = certify_linear(lm, x, y, eps)
@@ -621,8 +621,9 @@ def test_robust_linear_at_eps03_leaves_the_zero_start_on_real_mnist(mnist, smoot
     # smoothed first stage must move away from it and certify some test images; the
     # unsmoothed fit is the broken input that shows the check can fail.
     train_split, test_split = mnist
-    lm, info = fit_robust_linear(train_split.images[:1000], train_split.labels[:1000], 0.3,
-                                 l2=1e-3, max_iter=60, smoothing=smoothing)
+    lm, info = fit_robust_multiclass_linear(train_split.images[:1000],
+                                            train_split.labels[:1000], 0.3, l2=1e-3,
+                                            max_iter=60, smoothing=smoothing)
     x, y = to_model_input(test_split.images[:500]), test_split.labels[:500]
     moved = info["final_loss"] < np.log(10) - 1e-3 and certify_linear(lm, x, y, 0.3).mean() > 0.05
     assert moved == (smoothing > 0), info
