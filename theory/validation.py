@@ -16,6 +16,7 @@ __all__ = [
     "REJECT",
     "as_batch",
     "as_labels",
+    "check_eps_grid",
     "check_eps",
     "check_int",
     "check_n_classes",
@@ -117,6 +118,40 @@ def check_eps(eps: object, name: str = "eps", *, allow_inf: bool = False) -> flo
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
+
+
+def check_eps_grid(eps: object, name: str = "eps", *, allow_scalar: bool = False,
+                   allow_inf: bool = False, allow_empty: bool = True) -> np.ndarray:
+    """Return a 1-D float array of radii, each ``>= 0`` (and finite unless
+    ``allow_inf``); with ``allow_scalar`` a single number is a grid of one radius, and
+    ``allow_empty=False`` refuses a grid without radii (an attack needs one).
+
+    Examples
+    --------
+    >>> check_eps_grid([0, 0.3]).tolist()
+    [0.0, 0.3]
+    >>> check_eps_grid(0.3, allow_scalar=True).tolist()
+    [0.3]
+    """
+    if isinstance(eps, str | bytes):
+        raise TypeError(f"{name} must be a sequence of radii, got {type(eps).__name__}")
+    arr = np.asarray(eps)
+    if arr.dtype == np.bool_ or arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise TypeError(f"{name} must be a numeric array of radii, got dtype {arr.dtype}")
+    if arr.ndim == 0 and allow_scalar:
+        arr = arr.reshape(1)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1-D grid of radii, got shape {arr.shape}")
+    if arr.size == 0 and not allow_empty:
+        raise ValueError(f"{name} must hold at least one radius")
+    arr = arr.astype(float)
+    if np.any(np.isnan(arr)) or (not allow_inf and not np.all(np.isfinite(arr))):
+        raise ValueError(f"{name} contains NaN{'' if allow_inf else ' or inf'}")
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0, got {arr[arr < 0][:3].tolist()}")
+    return arr
 
 
 def check_n_classes(n_classes: object, name: str = "n_classes") -> int:

@@ -25,23 +25,15 @@ from typing import Any, Literal
 import numpy as np
 
 from invariance_tradeoffs.theory.distances import Distance
-from invariance_tradeoffs.theory.validation import check_eps
+from invariance_tradeoffs.theory.validation import check_eps_grid
 
 __all__ = ["Attack", "AttackResult", "check_epsilons"]
 
 
 def check_epsilons(epsilons: object, name: str = "epsilons") -> tuple[float, ...]:
     """A non-empty sequence of radii ``>= 0`` (a single number is one radius)."""
-    if isinstance(epsilons, int | float | np.integer | np.floating) and not isinstance(
-            epsilons, bool):
-        epsilons = [epsilons]
-    if not isinstance(epsilons, Sequence | np.ndarray) or isinstance(epsilons, str):
-        raise TypeError(f"{name} must be a radius or a sequence of radii, got "
-                        f"{type(epsilons).__name__}")
-    values = tuple(check_eps(e, name, allow_inf=True) for e in epsilons)
-    if not values:
-        raise ValueError(f"{name} must hold at least one radius")
-    return values
+    return tuple(check_eps_grid(epsilons, name, allow_scalar=True, allow_inf=True,
+                                allow_empty=False).tolist())
 
 
 @dataclass(frozen=True)

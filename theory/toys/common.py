@@ -20,7 +20,7 @@ from invariance_tradeoffs.theory.distances import Distance, LpDistance, get_dist
 from invariance_tradeoffs.theory.oracles import oracle_labels
 from invariance_tradeoffs.theory.results import Quantity
 from invariance_tradeoffs.theory.toys.base import ToyFamily
-from invariance_tradeoffs.theory.validation import as_batch, check_eps
+from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_eps_grid
 
 __all__ = [
     "ToyBase",
@@ -41,23 +41,6 @@ def canonical_norm(norm: object) -> str:
     Raises ``ValueError`` naming ``norm`` for names that are not lp norms.
     """
     return get_distance(norm).name  # type: ignore[arg-type]
-
-
-def check_eps_grid(eps: object, name: str = "eps") -> np.ndarray:
-    """Return a 1-D float array of radii after checking each is finite and >= 0."""
-    arr = np.asarray(eps)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must be a numeric array of radii, got dtype {arr.dtype}")
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be a 1-D grid of radii, got shape {arr.shape}")
-    arr = arr.astype(float)
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} contains NaN or inf")
-    if np.any(arr < 0):
-        raise ValueError(f"{name} must be >= 0, got {arr[arr < 0][:3].tolist()}")
-    return arr
 
 
 def check_real(
