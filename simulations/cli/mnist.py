@@ -202,7 +202,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 # =====================================================================================
 # `tradeoffs mnist evaluate` -- robust models, certification and agreement with human
-# labels. Owned by simulations/mnist/{zoo,agreement}.py; keys in docs/mnist.md.
+# labels. Owned by simulations/models/zoo.py and simulations/evaluation/; keys in docs/mnist.md.
 # =====================================================================================
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``mnist evaluate`` on the ``mnist`` group's subparsers."""
