@@ -8,7 +8,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from invariance_tradeoffs.simulations.cli.args import int_in
+from invariance_tradeoffs.simulations.cli.args import (
+    MAX_JOBS,
+    add_jobs,
+    add_progress,
+    add_seed,
+    int_in,
+)
 from invariance_tradeoffs.simulations.experiments.reproduce import (
     FULL,
     MAIN,
@@ -98,8 +104,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--published-dir", default=None, help="folder of the published release")
     p.add_argument("--cache-dir", default=None, help="model cache (default: the zoo cache)")
     p.add_argument("--models", nargs="+", default=None, metavar="NAME",
-                   help="zoo models to evaluate (default: all full ones; tiny with --quick)")
-    p.add_argument("--proxy", default=None, help="proxy configuration name")
+                   help="zoo models to evaluate (default: undefended, pgd-0.4, ibp-0.4; "
+                        "every full zoo model with --full; the tiny ones with --quick)")
+    p.add_argument("--proxy", default=None,
+                   help="proxy labeller configuration (default proxy-small; proxy with "
+                        "--full, proxy-tiny with --quick)")
     p.add_argument("--n-sources", type=int_in(1, 100), default=None,
                    help="published sources attacked (default all 100; 20 with --quick)")
     p.add_argument("--n-test", type=int_in(1, 10000), default=None,
@@ -123,11 +132,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-run", action="append", default=None, metavar="RUN.npz",
                    help="a saved attack run (e.g. of the l0 attack) whose label-change rate "
                         "the proxy estimates; repeatable")
-    p.add_argument("--n-jobs", type=int, default=-1,
-                   help="worker processes for training and the alignment search (default -1: "
-                        "one per CPU core)")
-    p.add_argument("--threads", type=int, default=None,
+    add_jobs(p, what="worker processes for training and the alignment search")
+    p.add_argument("--threads", type=int_in(1, MAX_JOBS), default=None, metavar="N",
                    help="torch threads in the main process (default: as many as workers)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true")
+    add_seed(p, what="every sampling, training and attack of the run")
+    add_progress(p)
     p.set_defaults(func=_cmd)

@@ -1,11 +1,14 @@
-"""``REPORT.md`` of a reproduction run, from its collected results."""
+"""``REPORT.md`` of a reproduction run: ``report_template.md`` filled with its results."""
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
+from string import Template
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.evaluation.proxy_validation import select_ink_threshold
 from invariance_tradeoffs.simulations.experiments.reproduce.config import (
     FULL_MODELS,
     ReproduceConfig,
@@ -23,23 +26,55 @@ def fmt(q: dict | None, pct: bool = False) -> str:
     return f"{v:.3f}" if not float(v).is_integer() else f"{int(v)}"
 
 
+def _block(lines: list[str]) -> str:
+    """Lines as a template block: each ends with a newline, so an empty block vanishes."""
+    return "".join(f"{line}\n" for line in lines)
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head),
+            *("| " + " | ".join(r) + " |" for r in rows)]
+
+
 def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -> str:
-    pub, info, evals = res["published"], res["models"], res["evals"]
-    lines = [
-        "# Reproduction report: Tramer et al. (ICML 2020) on MNIST and the toy families",
-        "",
-        f"Command: `{command}`  ",
-        f"Configuration: `config.json` ({config.mode} run; stage "
-        "results with their configuration digests in `stages/`).  ",
-        "Every interval is a 95% Clopper-Pearson interval (estimate); counts are exact; "
-        "PGD accuracy is an upper bound on the sample's robust accuracy, certified accuracy a "
-        "lower bound (exact for linear models).",
-        "",
-    ]
-    lines += _scope(config, res)
-    lines += ["## Label-change rates of the invariance attacks", "",
-              "| set | paper (quoted) | human labels of the release (computed) | "
-              "ceiling on robust accuracy |", "|---|---|---|---|"]
+    """``REPORT.md``: ``report_template.md`` (the fixed prose and layout) filled with the
+    run's results, section by section."""
+    pub, info, evals, prox, att = (res["published"], res["models"], res["evals"],
+                                   res["proxy"], res["attack"])
+    sets = list(pub["sets"])
+    fields = {
+        "command": command, "mode": config.mode,
+        "scope": _block(_scope(config, res)),
+        "rate_rows": _block(_rate_rows(pub)),
+        "ceiling_rows": _block(_ceiling_rows(pub)),
+        "direction": _block(_direction(evals, info, sets)),
+        "n_test": config.n_test, "pgd_steps": config.pgd_steps,
+        "pgd_restarts": config.pgd_restarts,
+        "n_test_pgd": min(config.n_test_pgd or config.n_test, config.n_test),
+        "model_table": _block(_model_table(config, info, evals, sets)),
+        "proxy_name": prox["name"], "proxy_description": prox["description"],
+        "proxy_rows": _block(_proxy_rows(prox)),
+        "proxy_sweep": _block(_proxy_sweep(prox, config)),
+        "proxy_ranking": _block(_proxy_ranking(prox)),
+        "n_sources": att["n_sources"], "alignment_seconds": f"{att['alignment_seconds']:.1f}",
+        "attack_rows": _block(_attack_rows(att)),
+        "saved_runs": _block(_saved_runs(res.get("runs", {}))),
+        "l0": _block(_l0(res.get("l0"))),
+        "toy": _block(_toy(res.get("toy"))),
+        "figures": _block([f"![{Path(f).stem}]({f})" for f in res["figures"]]),
+        "seconds": _block([f"| {k} | {v} |" for k, v in res["seconds"].items()]),
+        "model_keys": _block([f"- `{m}`: {i['status']}"
+                              + (f", key `{i['key']}`" if "key" in i else "")
+                              for m, i in info.items()]),
+    }
+    return _TEMPLATE.substitute(fields)
+
+
+_TEMPLATE = Template((resources.files(__package__) / "report_template.md").read_text())
+
+
+def _rate_rows(pub: dict) -> list[str]:
+    lines = []
     for name, r in pub["sets"].items():
         paper = "-" if r["paper_rate"] is None else f"{r['paper_rate']:.0%}"
         lines.append(f"| {name} | {paper} | {fmt(r['human_change_rate'])} | "
@@ -47,39 +82,27 @@ def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -
     for name, r in pub["quoted_only"].items():
         lines.append(f"| {name} (not in the data folder) | {r['paper_rate']:.0%} (quoted) | "
                      "not available | - |")
-    lines += ["", "The ceiling (\"maximal real robust accuracy\") is the share of sources whose "
-              "human label did not change: no classifier can be correct and constant on a ball "
-              "that holds a label-changed example, so it bounds the accuracy of every classifier "
-              "that is robust (constant on the ball) at that radius -- upper bound on the "
-              "sample; the interval is for the population. It does not bound a classifier "
-              "that changes its label on the ball with the human (proofs/lemma.md, "
-              "Corollary 2).", ""]
-    lines += ["## Maximal real robust accuracy (ceiling) at each radius", ""]
-    for name, r in pub["sets"].items():
-        if r["radius"] is not None:
-            c = r["ceiling"]
-            lines.append(f"- eps = {r['radius']:g} ({name}): at most {c['value']:.2f} "
-                         f"(95% CI [{c['low']:.3f}, {c['high']:.3f}], n = {c['n']}) -- "
-                         "estimate from the human labels")
-    lines += [""]
-    lines += _direction(evals, info, list(pub["sets"]))
-    lines += ["## Models: sensitivity and invariance", "",
-              f"Clean and certified accuracy on the first {config.n_test} MNIST test images, "
-              f"PGD-{config.pgd_steps} ({config.pgd_restarts} random restart(s)) on the first "
-              f"{min(config.n_test_pgd or config.n_test, config.n_test)}. Agreement "
-              "columns: all examples / label-changed examples of each published set; "
-              "`prov. wrong` = certified at the source and human label changed (exact).", ""]
-    sets = list(pub["sets"])
+    return lines
+
+
+def _ceiling_rows(pub: dict) -> list[str]:
+    return [f"- eps = {r['radius']:g} ({name}): at most {r['ceiling']['value']:.2f} "
+            f"(95% CI [{r['ceiling']['low']:.3f}, {r['ceiling']['high']:.3f}], "
+            f"n = {r['ceiling']['n']}) -- estimate from the human labels"
+            for name, r in pub["sets"].items() if r["radius"] is not None]
+
+
+def _model_table(config: ReproduceConfig, info: dict, evals: dict, sets: list[str]
+                 ) -> list[str]:
     head = ["model", "train eps", "clean"]
     for e in config.eval_eps:
         head += [f"PGD {e:g}", f"cert. {e:g}"]
     for s in sets:
         head += [f"agree {s}", f"agree chg {s}", f"prov. wrong {s}"]
-    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for m, i in info.items():
         if m not in evals:
-            row = [m, "-", f"{i['status']}: not evaluated"] + ["-"] * (len(head) - 3)
-            lines.append("| " + " | ".join(row) + " |")
+            rows.append([m, "-", f"{i['status']}: not evaluated"] + ["-"] * (len(head) - 3))
             continue
         e = evals[m]
         tests = e.get("test", [])
@@ -91,99 +114,98 @@ def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -
             pw = p["provably_wrong"]
             row += [fmt(p["agreement"]), fmt(p["agreement_label_changed"]),
                     "-" if pw is None else f"{int(pw['value'])}/{p['n_label_changed']}"]
-        lines.append("| " + " | ".join(row) + " |")
-    prox = res["proxy"]
-    lines += ["", "## The human-proxy labeller", "",
-              f"`{prox['name']}`: {prox['description']}", "",
-              "| set | agreement with humans | on label-changed | on unchanged | proxy "
-              "change rate | human change rate |", "|---|---|---|---|---|---|"]
-    for name, r in [*prox["validation"]["sets"].items(), ("pooled", prox["validation"]["pooled"])]:
-        lines.append(f"| {name} | {fmt(r['agreement'])} | {fmt(r['agreement_label_changed'])}"
-                     f" | {fmt(r['agreement_unchanged'])} | {fmt(r['proxy_change_rate'])} | "
-                     f"{fmt(r['human_change_rate'])} |")
-    sweep = prox.get("ink_threshold_sweep") or []
-    if sweep:
-        from invariance_tradeoffs.simulations.evaluation.proxy_validation import (
-            select_ink_threshold,
-        )
+        rows.append(row)
+    return _table(head, rows)
 
-        rule = select_ink_threshold([{**r, "clean_accuracy": r["clean_accuracy"]["value"]}
-                                     for r in sweep])
-        lines += ["", f"Ink threshold (grey strokes of this intensity count as ink; "
-                  f"configured: {prox['config']['ink_threshold']:g}; the label-free rule -- "
-                  f"smallest threshold within 0.5 points of the clean accuracy at 1 -- picks "
-                  f"{rule:g} on these {config.n_test} test images):", "",
-                  "| ink threshold | clean accuracy | agreement (pooled) | on label-changed |",
-                  "|---|---|---|---|"]
-        for r in sweep:
-            v = r["validation"]
-            lines.append(f"| {r['ink_threshold']:g} | {fmt(r['clean_accuracy'])} | "
-                         f"{fmt(v['agreement'])} | {fmt(v['agreement_label_changed'])} |")
+
+def _proxy_rows(prox: dict) -> list[str]:
+    v = prox["validation"]
+    return [f"| {name} | {fmt(r['agreement'])} | {fmt(r['agreement_label_changed'])}"
+            f" | {fmt(r['agreement_unchanged'])} | {fmt(r['proxy_change_rate'])} | "
+            f"{fmt(r['human_change_rate'])} |"
+            for name, r in [*v["sets"].items(), ("pooled", v["pooled"])]]
+
+
+def _proxy_sweep(prox: dict, config: ReproduceConfig) -> list[str]:
+    sweep = prox.get("ink_threshold_sweep") or []
+    if not sweep:
+        return []
+    rule = select_ink_threshold([{**r, "clean_accuracy": r["clean_accuracy"]["value"]}
+                                 for r in sweep])
+    intro = (f"Ink threshold (grey strokes of this intensity count as ink; "
+             f"configured: {prox['config']['ink_threshold']:g}; the label-free rule -- "
+             f"smallest threshold within 0.5 points of the clean accuracy at 1 -- picks "
+             f"{rule:g} on these {config.n_test} test images):")
+    rows = [[f"{r['ink_threshold']:g}", fmt(r["clean_accuracy"]),
+             fmt(r["validation"]["agreement"]), fmt(r["validation"]["agreement_label_changed"])]
+            for r in sweep]
+    return ["", intro, "", *_table(["ink threshold", "clean accuracy", "agreement (pooled)",
+                                    "on label-changed"], rows)]
+
+
+def _proxy_ranking(prox: dict) -> list[str]:
     ranking = prox.get("ranking")
-    if ranking:
-        lines += ["", "What limits the proxy: how well its score 1 - p(source) ranks the human "
-                  "label changes (AUC, exact for the sample), the best agreement any threshold "
-                  "on that score reaches on the same set (in-sample, optimistic: no rule of "
-                  "this form does better here), and the agreement of the threshold fitted on "
-                  "the other set(s) (out-of-sample):", "",
-                  "| set | AUC | best-threshold agreement (in-sample) | threshold from the other "
-                  "sets (out-of-sample) |", "|---|---|---|---|"]
-        for name, r in ranking["sets"].items():
-            tr = (ranking.get("transfer") or {}).get(name)
-            auc = "-" if r["auc"] is None else f"{r['auc']:.3f}"
-            lines.append(f"| {name} | {auc} | {fmt(r['best_threshold_agreement'])} "
-                         f"(threshold {r['best_threshold']:.3f}) | "
-                         f"{'-' if tr is None else fmt(tr['agreement'])} |")
-    att = res["attack"]
-    lines += ["", "## The project's l-inf invariance attack on the published sources", "",
-              f"{att['n_sources']} sources (the first of `indexs.npy`); alignment "
-              f"{att['alignment_seconds']:.1f} s.", "",
-              "| eps | identical to published | human change rate (identical examples) | "
-              "proxy estimate of the change rate | proxy = human label |",
-              "|---|---|---|---|---|"]
+    if not ranking:
+        return []
+    intro = ("What limits the proxy: how well its score 1 - p(source) ranks the human "
+             "label changes (AUC, exact for the sample), the best agreement any threshold "
+             "on that score reaches on the same set (in-sample, optimistic: no rule of "
+             "this form does better here), and the agreement of the threshold fitted on "
+             "the other set(s) (out-of-sample):")
+    rows = []
+    for name, r in ranking["sets"].items():
+        tr = (ranking.get("transfer") or {}).get(name)
+        rows.append([name, "-" if r["auc"] is None else f"{r['auc']:.3f}",
+                     f"{fmt(r['best_threshold_agreement'])} (threshold "
+                     f"{r['best_threshold']:.3f})", "-" if tr is None else fmt(tr["agreement"])])
+    return ["", intro, "", *_table(["set", "AUC", "best-threshold agreement (in-sample)",
+                                    "threshold from the other sets (out-of-sample)"], rows)]
+
+
+def _attack_rows(att: dict) -> list[str]:
+    lines = []
     for e, r in att["radii"].items():
         ident = (f"{r['identical_to_published']}/{att['n_sources']}"
                  if "identical_to_published" in r else "no published set")
         lines.append(f"| {e} | {ident} | {fmt(r.get('human_label_change_rate_on_identical'))}"
                      f" | {fmt(r['proxy_label_change_rate'])} (proxy estimate) | "
                      f"{fmt(r.get('proxy_vs_human_on_these_sources'))} |")
-    for name, r in res.get("runs", {}).items():
-        lines.append(f"- saved run `{name}` ({r['attack']}, {r['n_examples']} examples of "
-                     f"{r['n_sources']} sources): label-change rate "
-                     f"{fmt(r.get('proxy_label_change_rate'))} (proxy estimate)")
-    l0 = res.get("l0")
-    if l0:
-        succ = l0["median_l0_successes"]
-        lines += ["", "## The project's l0 invariance attack on the published sources", "",
-                  f"Model-free (edits taken from aligned training images, accepted by the "
-                  f"k-NN judge): {l0['n_sources']} sources, {l0['params'].get('budget')} budget, "
-                  f"{l0['params'].get('training_set')}; {l0['seconds']:.0f} s. Binarised "
-                  f"pixels changed (exact counts): median **{l0['median_l0_all']:g}** over all "
-                  f"sources (a failure counts as infinite), "
-                  f"{'-' if succ is None else f'{succ:g}'} over the "
-                  f"{l0['n_examples']} examples found, {l0['n_failures']} failures; the "
-                  f"published l0 attack: median {l0['published_median_l0']} (quoted). "
-                  f"Label-change rate: {fmt(l0.get('proxy_label_change_rate'))} (proxy "
-                  f"estimate; the paper's humans: 55% for its l0 set, quoted). Run: "
-                  f"`runs/l0_all.npz` (+ `.png` grid)."]
-    lines += ["", "Proxy estimates are the proxy's labels, not human labels; read them with the "
-              "proxy's validated agreement above."]
-    if res.get("toy"):
-        lines += ["", "## Toy summary (exact where stated)", "",
-                  "| family | norm | good radius | kind |", "|---|---|---|---|"]
-        for r in res["toy"]["good_radii"]:
-            lines.append(f"| {r['family']} | {r['norm']} | {r['good_radius']:.4g} | "
-                         f"{r.get('good_radius_kind', '')} |")
-        lines += ["", "Trade-off tables: `toy/tradeoff.csv`."]
-    lines += ["", "## Figures", ""]
-    lines += [f"![{Path(f).stem}]({f})" for f in res["figures"]]
-    lines += ["", "## Provenance", "", "| stage | seconds |", "|---|---|"]
-    lines += [f"| {k} | {v} |" for k, v in res["seconds"].items()]
-    lines += ["", "Models (zoo cache keys hash the full configuration and the training data):",
-              ""]
-    for m, i in info.items():
-        lines.append(f"- `{m}`: {i['status']}" + (f", key `{i['key']}`" if "key" in i else ""))
-    return "\n".join(lines) + "\n"
+    return lines
+
+
+def _saved_runs(runs: dict) -> list[str]:
+    return [f"- saved run `{name}` ({r['attack']}, {r['n_examples']} examples of "
+            f"{r['n_sources']} sources): label-change rate "
+            f"{fmt(r.get('proxy_label_change_rate'))} (proxy estimate)"
+            for name, r in runs.items()]
+
+
+def _l0(l0: dict | None) -> list[str]:
+    if not l0:
+        return []
+    succ = l0["median_l0_successes"]
+    return ["", "## The project's l0 invariance attack on the published sources", "",
+            f"Model-free (edits taken from aligned training images, accepted by the "
+            f"k-NN judge): {l0['n_sources']} sources, {l0['params'].get('budget')} budget, "
+            f"{l0['params'].get('training_set')}; {l0['seconds']:.0f} s. Binarised "
+            f"pixels changed (exact counts): median **{l0['median_l0_all']:g}** over all "
+            f"sources (a failure counts as infinite), "
+            f"{'-' if succ is None else f'{succ:g}'} over the "
+            f"{l0['n_examples']} examples found, {l0['n_failures']} failures; the "
+            f"published l0 attack: median {l0['published_median_l0']} (quoted). "
+            f"Label-change rate: {fmt(l0.get('proxy_label_change_rate'))} (proxy "
+            f"estimate; the paper's humans: 55% for its l0 set, quoted). Run: "
+            f"`runs/l0_all.npz` (+ `.png` grid)."]
+
+
+def _toy(toy: dict | None) -> list[str]:
+    if not toy:
+        return []
+    rows = [[r["family"], r["norm"], f"{r['good_radius']:.4g}", r.get("good_radius_kind", "")]
+            for r in toy["good_radii"]]
+    return ["", "## Toy summary (exact where stated)", "",
+            *_table(["family", "norm", "good radius", "kind"], rows),
+            "", "Trade-off tables: `toy/tradeoff.csv`."]
 
 
 def _scope(config: ReproduceConfig, res: dict) -> list[str]:
