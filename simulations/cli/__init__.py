@@ -56,6 +56,15 @@ def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParse
 def main(argv: Sequence[str] | None = None, modules: Sequence[str] | None = None) -> int:
     """Run ``tradeoffs`` with ``argv``; ``modules`` limits the subcommands imported (a
     lighter start, e.g. ``python -m invariance_tradeoffs.simulations.study``)."""
+    try:
+        return _main(argv, modules)
+    except KeyboardInterrupt:  # also while the subcommands are being imported
+        print("\ntradeoffs: interrupted; rerun the same command to resume (finished work "
+              "is kept)", file=sys.stderr)
+        return 130
+
+
+def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:
     parser = build_parser(modules)
     try:
         args = parser.parse_args(argv)
@@ -67,10 +76,6 @@ def main(argv: Sequence[str] | None = None, modules: Sequence[str] | None = None
         return 0 if args.command is None else 2
     try:
         return int(args.func(args) or 0)
-    except KeyboardInterrupt:
-        print("\ntradeoffs: interrupted; rerun the same command to resume (finished work "
-              "is kept)", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, without a second error when
         # Python flushes stdout at exit.

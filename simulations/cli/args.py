@@ -36,6 +36,7 @@ __all__ = [
     "add_seed",
     "add_threads",
     "check_out_dir",
+    "check_out_file",
     "float_in",
     "int_in",
 ]
@@ -163,6 +164,32 @@ def add_threads(parser: argparse.ArgumentParser, *, default: int | None = None) 
 def add_progress(parser: argparse.ArgumentParser) -> None:
     """``--no-progress``."""
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def check_out_file(out: str | os.PathLike, flag: str = "--out", *,
+                   must_not_exist: bool = False) -> Path:
+    """An output file's path, its folder created; refused before any work when the file
+    cannot be written there.
+
+    Raises
+    ------
+    ValueError
+        ``out`` is empty or a folder, exists while ``must_not_exist``, or its folder
+        cannot be created or written.
+    """
+    text = os.fspath(out)
+    if not text.strip():
+        raise ValueError(f"{flag} must name a file, got an empty string")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        raise ValueError(f"{flag} {path} is a folder; name a file")
+    if must_not_exist and path.exists():
+        raise ValueError(f"{flag} {path} already exists; choose another")
+    try:
+        check_out_dir(path.parent)
+    except ValueError as exc:
+        raise ValueError(f"{flag} {path}: folder {str(exc).removeprefix('--out ')}") from None
+    return path
 
 
 def check_out_dir(out: str | os.PathLike) -> Path:

@@ -129,7 +129,7 @@ def _cmd_l0(args: argparse.Namespace) -> int:
 
 def add_parser(mnist_subparsers: argparse._SubParsersAction) -> None:
     """Register ``tradeoffs mnist attack linf|l0`` on the ``mnist`` group."""
-    from invariance_tradeoffs.simulations.attacks.l0.attack import BUDGETS
+    from invariance_tradeoffs.simulations.attacks.l0.attack import BUDGETS, JUDGE_NEIGHBOURS
 
     attack = mnist_subparsers.add_parser("attack", help="run a model-free invariance attack")
     attack.set_defaults(_parser=attack)
@@ -160,9 +160,9 @@ def add_parser(mnist_subparsers: argparse._SubParsersAction) -> None:
                    help="smallest kNN vote share of the target class (default: 0.5)")
     p.add_argument("--budget", choices=tuple(BUDGETS), default="default",
                    help="search budget: 'default' (as measured in the docs) or 'fast'")
-    p.add_argument("--train-subset", type=int_in(1, 60000), default=None, metavar="N",
-                   help="use only the first N training images (judge and search; "
-                   "default: all 60000)")
+    p.add_argument("--train-subset", type=int_in(JUDGE_NEIGHBOURS, 60000), default=None,
+                   metavar="N", help="use only the first N training images (judge and search; "
+                   f"at least {JUDGE_NEIGHBOURS}, the judge's neighbours; default: all 60000)")
     add_data_args(p)
     add_run_args(p)
     add_deprecated_alias(p, "--attack-seed", "--seed", "seed", type=int_in(0, 2**32 - 1))

@@ -12,6 +12,8 @@ Commands::
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 
 import numpy as np
 
@@ -204,6 +206,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 # `tradeoffs mnist evaluate` -- robust models, certification and agreement with human
 # labels. Owned by simulations/models/zoo.py and simulations/evaluation/; keys in docs/mnist.md.
 # =====================================================================================
+def _is_model_file(spec: str) -> bool:
+    """Whether ``--model SPEC`` names a file (else a zoo name); a missing file is an error
+    that says so, not "unknown model"."""
+    if Path(spec).suffix not in (".pt", ".npz") and "/" not in spec and os.sep not in spec:
+        return False
+    if not Path(spec).is_file():
+        raise FileNotFoundError(f"--model {spec}: no such model file (a .pt/.npz written by "
+                                "the zoo, or a registered zoo name)")
+    return True
+
+
 def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
     """Register ``mnist evaluate`` on the ``mnist`` group's subparsers."""
     p = sub.add_parser(
@@ -257,7 +270,6 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     import json
-    from pathlib import Path
 
     from invariance_tradeoffs.simulations.data.published import load_published_examples
     from invariance_tradeoffs.simulations.evaluation.agreement import (
@@ -265,16 +277,19 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         evaluate_models,
         summary_table,
     )
-    from invariance_tradeoffs.simulations.models.zoo import load_or_train, load_saved
+    from invariance_tradeoffs.simulations.models.zoo import get_config, load_or_train, load_saved
 
     if args.threads is not None:
         import torch
 
         torch.set_num_threads(args.threads)
+    for spec in args.model:  # before any data is read: a bad name fails at once
+        if not _is_model_file(spec):
+            get_config(spec)
     sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
     models = {}
     for spec in args.model:
-        if Path(spec).suffix in (".pt", ".npz") and Path(spec).exists():
+        if _is_model_file(spec):
             trained = load_saved(spec)
         else:
             trained = load_or_train(

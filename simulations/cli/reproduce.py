@@ -11,8 +11,10 @@ from typing import Any
 from invariance_tradeoffs.simulations.cli.args import (
     MAX_JOBS,
     add_jobs,
+    add_out,
     add_progress,
     add_seed,
+    check_out_dir,
     int_in,
 )
 from invariance_tradeoffs.simulations.experiments.reproduce import (
@@ -66,11 +68,10 @@ def _command_line(args: argparse.Namespace) -> str:
 
 
 def _cmd(args: argparse.Namespace) -> int:
-    if args.n_jobs == 0:
-        raise ValueError("--n-jobs must not be 0")
     if args.quick and args.full:
         raise ValueError("--quick and --full exclude each other")
     config = _config_from_args(args)
+    check_out_dir(args.out)  # before any work
     run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
                      cache_dir=args.cache_dir, n_jobs=args.n_jobs,
                      progress=not args.no_progress, command=_command_line(args),
@@ -93,7 +94,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                     "cores from an empty cache, under a minute with cached models "
                     "(docs/performance.md). --quick: a smoke run with tiny models; --full: "
                     "every zoo model and the l0 attack on all 100 sources.")
-    p.add_argument("--out", default="results", help="output folder (default: results)")
+    add_out(p, default="results")
     p.add_argument("--quick", action="store_true",
                    help="smoke run: tiny models, 20 sources, 200 test images, weak PGD")
     p.add_argument("--full", action="store_true",

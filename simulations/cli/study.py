@@ -23,6 +23,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from invariance_tradeoffs.simulations.cli.args import check_out_dir, check_out_file
+
 __all__ = ["add_parser"]
 
 #: Modules of the ``[study]`` extra, by the commands that need them.
@@ -103,11 +105,9 @@ def _cmd_create(args: argparse.Namespace) -> int:
 
     from invariance_tradeoffs.simulations.study.design import Design, create_study, select_items
 
-    out = Path(args.out)
-    links = Path(args.links) if args.links else out.with_name(out.name + ".links.csv")
-    for path, flag in ((out, "--out"), (links, "--links")):
-        if path.exists():
-            raise ValueError(f"{flag} {path} already exists; choose another")
+    out = check_out_file(args.out, "--out", must_not_exist=True)
+    links = check_out_file(args.links or out.with_name(out.name + ".links.csv"), "--links",
+                           must_not_exist=True)
     k = args.labels_per_image
     if k is None:
         k = min(3, args.participants) if args.participants >= 1 else 1
@@ -184,7 +184,7 @@ def _cmd_results(args: argparse.Namespace) -> int:
             print(text, end="")
         if args.out is None:
             return 0
-        out = Path(args.out)
+        out = check_out_dir(args.out)
         written = [write_file(out / name, lambda fh, t=body: fh.write(t.encode()))
                    for name, body in (("REPORT.md", text),
                                       ("results.json", json.dumps(res.to_dict(), indent=1)),
@@ -228,7 +228,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             tasks = labelstudio_tasks(conn)
         finally:
             conn.close()
-        out = Path(args.out)
+        out = check_out_file(args.out)
         write_file(out, lambda fh: fh.write(json.dumps(tasks).encode()))
         config = out.with_suffix(".config.xml")
         write_file(config, lambda fh: fh.write(LABELSTUDIO_CONFIG.encode()))
@@ -237,6 +237,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     conn, res = _results(args)
     try:
         if args.format == "release":
+            check_out_dir(args.out)
             rel = export_release(conn, res, args.out, args.name, partial=args.partial)
             print(f"{rel.n_written} labelled examples (majority labels of kept participants)"
                   + (f", {rel.n_left_out} without a label left out" if rel.n_left_out
@@ -246,7 +247,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             print(f"load them with: tradeoffs mnist published --published-dir {args.out}")
         else:
             text = responses_csv(res) if args.format == "responses-csv" else counts_csv(res)
-            write_file(args.out, lambda fh: fh.write(text.encode()))
+            write_file(check_out_file(args.out), lambda fh: fh.write(text.encode()))
             print(f"{args.format} -> {args.out}")
     finally:
         conn.close()

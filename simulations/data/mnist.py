@@ -116,12 +116,13 @@ def data_root(data_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     -------
     root : Path
     origin : str
-        ``"data_dir argument"``, ``"$INVARIANCE_TRADEOFFS_DATA"`` or ``"cache directory"``.
+        ``"data_dir argument (--data-dir)"``, ``"$INVARIANCE_TRADEOFFS_DATA"`` or
+        ``"cache directory"``.
     """
     if data_dir is not None:
         if not isinstance(data_dir, str | os.PathLike):
             raise TypeError(f"data_dir must be a path, got {type(data_dir).__name__}")
-        return Path(data_dir).expanduser(), "data_dir argument"
+        return Path(data_dir).expanduser(), "data_dir argument (--data-dir)"
     env = os.environ.get(ENV_VAR)
     if env:
         return Path(env).expanduser(), f"${ENV_VAR}"
@@ -255,7 +256,10 @@ def _locate(
 ) -> dict[str, Path]:
     folder, origin = find_mnist_dir(data_dir)
     if data_dir is not None and not Path(data_dir).expanduser().is_dir() and not download:
-        raise FileNotFoundError(f"data directory {data_dir} does not exist; {_HOW_TO_POINT}")
+        what = "is a file, not a folder" if Path(data_dir).expanduser().exists() else \
+            "does not exist"
+        raise FileNotFoundError(f"data directory {data_dir} (--data-dir) {what}; "
+                                f"{_HOW_TO_POINT}")
     found = {b: _file_in(folder, b) for b in bases}
     missing = [b for b, p in found.items() if p is None]
     if not missing:

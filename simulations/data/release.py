@@ -158,7 +158,7 @@ class ReleaseFolder:
     path : Path
         The release folder (e.g. ``<root>/excessive-invariance``).
     origin : str
-        ``"published_dir argument"``, ``"$INVARIANCE_TRADEOFFS_DATA"`` or
+        ``"published_dir argument (--published-dir)"``, ``"$INVARIANCE_TRADEOFFS_DATA"`` or
         ``"cache directory"``.
     present : dict of str to Path
         Release path -> file found for it (not yet verified).
@@ -222,9 +222,10 @@ def find_release(published_dir: str | os.PathLike | None = None) -> ReleaseFolde
     raises ``NotADirectoryError``.
     """
     root, origin = data_root(published_dir)
-    origin = origin.replace("data_dir argument", "published_dir argument")
+    origin = origin.replace("data_dir argument (--data-dir)",
+                            "published_dir argument (--published-dir)")
     if root.exists() and not root.is_dir():
-        raise NotADirectoryError(f"published_dir {root} is not a folder")
+        raise NotADirectoryError(f"published_dir (--published-dir) {root} is not a folder")
     candidates = [root / name for name in _FOLDER_NAMES] + [root]
     if root.name == EXAMPLES_PREFIX.rstrip("/"):  # pointed at invariance_examples/ itself
         candidates.insert(0, root.parent)

@@ -20,13 +20,15 @@ from invariance_tradeoffs.theory.distances import Distance, LpDistance, get_dist
 from invariance_tradeoffs.theory.oracles import oracle_labels
 from invariance_tradeoffs.theory.results import Quantity
 from invariance_tradeoffs.theory.toys.base import ToyFamily
-from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_eps_grid
+from invariance_tradeoffs.theory.validation import as_batch, check_eps, check_eps_grid, check_int
 
 __all__ = [
     "ToyBase",
     "canonical_norm",
     "check_eps_grid",
-    "check_int",
+    "MAX_DIMENSION",
+    "MAX_SAMPLE_FLOATS",
+    "check_dimension",
     "check_real",
     "check_probabilities",
     "check_seed",
@@ -65,13 +67,17 @@ def check_real(
     return out
 
 
-def check_int(value: object, name: str, *, low: int = 1) -> int:
-    """Return ``value`` as an int >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
-    if int(value) < low:
-        raise ValueError(f"{name} must be >= {low}, got {value}")
-    return int(value)
+#: Largest input dimension a family accepts: its parameter vectors are ``d`` floats and
+#: its computations hold a few ``(n, d)`` batches, so a typo such as ``d=10**11`` is
+#: refused up front instead of failing on a 745 GiB allocation.
+MAX_DIMENSION = 1_000_000
+#: Largest sample a family draws at once, in floats (``n * n_features``): 1.6 GB.
+MAX_SAMPLE_FLOATS = 200_000_000
+
+
+def check_dimension(d: object, name: str = "d") -> int:
+    """An input dimension in ``[1, MAX_DIMENSION]``."""
+    return check_int(d, name, low=1, high=MAX_DIMENSION)
 
 
 def check_probabilities(p: object, name: str, length: int | None = None) -> np.ndarray:
@@ -197,7 +203,11 @@ class ToyBase(ToyFamily):
     def sample(self, n: int, seed: int | np.random.Generator | None = 0
                ) -> tuple[np.ndarray, np.ndarray]:
         """Draw ``n`` inputs ``X ~ D`` and their oracle labels ``O(X)`` (seeded)."""
-        n = check_int(n, "n")
+        n = check_int(n, "n", low=1)
+        if n * self.n_features > MAX_SAMPLE_FLOATS:
+            raise ValueError(f"n = {n} inputs of dimension {self.n_features} exceed the "
+                             f"{MAX_SAMPLE_FLOATS:,} floats a sample may hold; draw it in "
+                             "smaller batches")
         X = self._draw(n, check_seed(seed))
         return X, self.oracle(X)
 

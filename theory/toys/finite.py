@@ -34,11 +34,16 @@ from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
 from invariance_tradeoffs.theory.results import Quantity, exact
 from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
-    check_int,
     check_probabilities,
     check_real,
 )
-from invariance_tradeoffs.theory.validation import as_batch, as_labels, check_eps, check_n_classes
+from invariance_tradeoffs.theory.validation import (
+    as_batch,
+    as_labels,
+    check_eps,
+    check_int,
+    check_n_classes,
+)
 
 __all__ = ["FiniteDomain", "RobustOptimal", "binary_images", "BINARY_RULES"]
 
@@ -231,7 +236,7 @@ def binary_images(height: int = 3, width: int = 3, rule: str = "orientation",
     >>> fam.points.shape, fam.good_radius("l0").value
     ((512, 9), 2.0)
     """
-    height, width = check_int(height, "height"), check_int(width, "width")
+    height, width = check_int(height, "height", low=1), check_int(width, "width", low=1)
     if height * width > 16:
         raise ValueError(f"height * width must be <= 16 (2^16 images), got {height * width}")
     if rule not in BINARY_RULES:

@@ -46,7 +46,8 @@ import numpy as np
 
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, exact
-from invariance_tradeoffs.theory.toys.common import ToyBase, check_int, check_real, water_level
+from invariance_tradeoffs.theory.toys.common import ToyBase, check_real, water_level
+from invariance_tradeoffs.theory.validation import check_int
 
 __all__ = ["GlyphDigits", "DIGIT_SEGMENTS", "SEGMENTS", "segment_masks", "decode_segments"]
 
@@ -159,10 +160,10 @@ class GlyphDigits(ToyBase):
 
     def __init__(self, height: int = 14, width: int = 10, thickness: int = 2, levels: int = 20,
                  ink_low: float = 0.8, jitter: float = 0.15, threshold: float = 0.5) -> None:
-        self.height = check_int(height, "height")
-        self.width = check_int(width, "width")
-        self.thickness = check_int(thickness, "thickness")
-        self.levels = check_int(levels, "levels")
+        self.height = check_int(height, "height", low=1)
+        self.width = check_int(width, "width", low=1)
+        self.thickness = check_int(thickness, "thickness", low=1)
+        self.levels = check_int(levels, "levels", low=1)
         self.ink_low = check_real(ink_low, "ink_low", low=0.0, high=1.0)
         self.jitter = check_real(jitter, "jitter", low=0.0, high=1.0)
         self.threshold = check_real(threshold, "threshold", low=0.0, high=1.0, low_open=True,

@@ -23,7 +23,7 @@ from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
     abs_normal_mixture_tail,
     canonical_norm,
-    check_int,
+    check_dimension,
     check_real,
     check_vector,
 )
@@ -120,7 +120,7 @@ class LinearGaussian(ToyBase):
 
     def __init__(self, d: int = 2, m: float = 1.0, sigma: float = 1.0, prior: float = 0.5,
                  w: Sequence[float] | None = None, b: float = 0.0) -> None:
-        self.d = check_int(d, "d")
+        self.d = check_dimension(d)
         self.n_features = self.d
         self.m = check_real(m, "m", low=0.0)
         self.sigma = check_real(sigma, "sigma", low=0.0, low_open=True)

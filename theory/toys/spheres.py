@@ -28,7 +28,7 @@ import numpy as np
 from invariance_tradeoffs.theory.results import Quantity, exact
 from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
-    check_int,
+    check_dimension,
     check_probabilities,
     water_level,
 )
@@ -141,7 +141,7 @@ class ConcentricSpheres(ToyBase):
 
     def __init__(self, d: int = 2, radii: Sequence[float] = (1.0, 2.0),
                  priors: Sequence[float] | None = None) -> None:
-        self.d = check_int(d, "d")
+        self.d = check_dimension(d)
         self.n_features = self.d
         r = np.asarray(radii, dtype=float) if not isinstance(radii, str) else np.array([np.nan])
         if r.ndim != 1 or r.size < 2:

@@ -30,7 +30,7 @@ from invariance_tradeoffs.theory.results import Quantity, bound, exact
 from invariance_tradeoffs.theory.toys.common import (
     ToyBase,
     abs_normal_mixture_tail,
-    check_int,
+    check_dimension,
     check_real,
     check_seed,
     check_vector,
@@ -40,6 +40,7 @@ from invariance_tradeoffs.theory.toys.linear_gaussian import (
     linear_margin,
     linear_oracle_labels,
 )
+from invariance_tradeoffs.theory.validation import check_int
 
 __all__ = ["Tsipras", "TsiprasCheck", "tsipras_bound"]
 
@@ -119,7 +120,7 @@ class Tsipras(ToyBase):
     ceiling_norms = ("l0", "l1", "l2", "linf")
 
     def __init__(self, d: int = 16, p: float = 0.9, eta: float = 0.5) -> None:
-        self.d = check_int(d, "d")
+        self.d = check_dimension(d)
         self.n_features = self.d + 1
         self.p = check_real(p, "p", low=0.5, high=1.0, low_open=True, high_open=True)
         self.eta = check_real(eta, "eta", low=0.0, low_open=True)
@@ -139,7 +140,7 @@ class Tsipras(ToyBase):
 
         ``X`` equals ``sample(n, seed)[0]`` for the same seed.
         """
-        n = check_int(n, "n")
+        n = check_int(n, "n", low=1)
         rng = check_seed(seed)
         X, s = self._draw_latent(n, rng)
         return X, self.oracle(X), (s > 0).astype(np.int64)

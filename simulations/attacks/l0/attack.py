@@ -97,8 +97,13 @@ from invariance_tradeoffs.theory.distances import LpDistance
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.validation import as_labels, check_int
 
-__all__ = ["L0InvarianceAttack", "L0Result", "L0Run", "batch_attack", "run_medians",
-           "summarize_run"]
+__all__ = ["JUDGE_NEIGHBOURS", "L0InvarianceAttack", "L0Result", "L0Run", "batch_attack",
+           "run_medians", "summarize_run"]
+
+#: Neighbours of the default k-NN judge (so the attack needs at least this many
+#: training images).
+JUDGE_NEIGHBOURS = 10
+
 
 @dataclass
 class L0Result:
@@ -272,7 +277,12 @@ class L0InvarianceAttack(Attack):
             raise ValueError(f"n_jobs must be a non-zero integer or None, got {n_jobs!r}")
         self.n_jobs = n_jobs
         if judge is None:
-            judge = KNNJudge(self.train_images, self.train_labels, n_neighbors=10)
+            if len(self.train_images) < JUDGE_NEIGHBOURS:
+                raise ValueError(f"train_images must hold at least {JUDGE_NEIGHBOURS} images "
+                                 "(the neighbours of the default k-NN judge), got "
+                                 f"{len(self.train_images)}")
+            judge = KNNJudge(self.train_images, self.train_labels,
+                             n_neighbors=JUDGE_NEIGHBOURS)
         if not callable(judge):
             raise TypeError("judge must be callable")
         self.judge = judge
@@ -572,8 +582,9 @@ def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: s
     ``(batch(test_indices) -> arrays, params)`` with the run's JSON parameters.
     """
     n_train = len(train.images) if n_train is None else n_train
-    if not 1 <= n_train <= len(train.images):
-        raise ValueError(f"n_train must be in 1..{len(train.images)}, got {n_train}")
+    if not JUDGE_NEIGHBOURS <= n_train <= len(train.images):
+        raise ValueError(f"n_train must be in {JUDGE_NEIGHBOURS}..{len(train.images)} (the "
+                         f"k-NN judge votes over {JUDGE_NEIGHBOURS} neighbours), got {n_train}")
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
     attack = L0InvarianceAttack(train.images[:n_train], train.labels[:n_train],

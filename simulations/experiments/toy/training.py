@@ -282,6 +282,7 @@ def pgd_attack(mlp: MLPClassifier, X: np.ndarray, y: np.ndarray, *,
     return pgd(lambda xa, ya: (mlp_input_gradient(mlp, xa, ya), None), X, np.asarray(y),
                distance=distance, eps=eps, steps=steps, step_size=step, start=start, clip=clip)
 
+
 def fit_adversarial_mlp(X: np.ndarray, y: np.ndarray, *, norm: str | Distance = "l2",
                         eps: float = 0.0,
                         hidden: tuple[int, ...] = (32,), epochs: int = 40,
@@ -307,13 +308,31 @@ def fit_adversarial_mlp(X: np.ndarray, y: np.ndarray, *, norm: str | Distance = 
                         random_state=seed, batch_size="auto")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        mlp.partial_fit(X[:batch_size], y[:batch_size], classes=classes)
-        for epoch in range(epochs):
-            eps_e = eps * min(1.0, (epoch + 1) / max(ramp, 1))
-            order = rng.permutation(X.shape[0])
-            for start in range(0, X.shape[0], batch_size):
-                idx = order[start:start + batch_size]
-                Xb = pgd_attack(mlp, X[idx], y[idx], norm=norm, eps=eps_e, steps=attack_steps,
-                                clip=clip, seed=rng)
-                mlp.partial_fit(Xb, y[idx])
+        # scikit-learn's MLP swallows Ctrl-C (it warns and returns a half-trained model):
+        # the warning becomes an error here and the interrupt is raised again below, so an
+        # interrupted run stops instead of keeping that model.
+        warnings.filterwarnings("error", message="Training interrupted by user")
+        try:
+            _train_epochs(mlp, X, y, classes, rng, norm=norm, eps=eps, epochs=epochs,
+                          ramp=ramp, batch_size=batch_size, attack_steps=attack_steps,
+                          clip=clip)
+        except UserWarning as exc:
+            if "interrupted by user" in str(exc):
+                raise KeyboardInterrupt from None
+            raise
     return mlp
+
+
+def _train_epochs(mlp: MLPClassifier, X: np.ndarray, y: np.ndarray, classes: np.ndarray,
+                  rng: np.random.Generator, *, norm: str, eps: float, epochs: int, ramp: int,
+                  batch_size: int, attack_steps: int,
+                  clip: tuple[float, float] | None) -> None:
+    mlp.partial_fit(X[:batch_size], y[:batch_size], classes=classes)
+    for epoch in range(epochs):
+        eps_e = eps * min(1.0, (epoch + 1) / max(ramp, 1))
+        order = rng.permutation(X.shape[0])
+        for start in range(0, X.shape[0], batch_size):
+            idx = order[start:start + batch_size]
+            Xb = pgd_attack(mlp, X[idx], y[idx], norm=norm, eps=eps_e, steps=attack_steps,
+                            clip=clip, seed=rng)
+            mlp.partial_fit(Xb, y[idx])

@@ -55,7 +55,7 @@ def test_resolution_order(mnist_dir, tmp_path, monkeypatch):
     assert data.find_mnist_dir()[0] == root / "mnist"
     # an explicit argument wins over the environment
     other = _link_all(mnist_dir, tmp_path / "other")
-    assert data.find_mnist_dir(other) == (other, "data_dir argument")
+    assert data.find_mnist_dir(other) == (other, "data_dir argument (--data-dir)")
     # without either, the cache directory
     monkeypatch.delenv(data.ENV_VAR)
     assert data.find_mnist_dir()[1] == "cache directory"

@@ -170,7 +170,11 @@ BAD_PARAMS = [
     ("overly-robust", {"a": 0.5, "b": 0.4}, "b must be >"),
     ("overly-robust", {"c": 0.1}, "c must be >"),
     ("overly-robust", {"prior": 1.0}, "prior must be <"),
-    ("linear-gaussian", {"d": 0}, "d must be >="),
+    ("linear-gaussian", {"d": 0}, "d must be an integer in \\[1, 1000000\\]"),
+    # a typo such as d=10**11 is refused before any allocation (745 GiB otherwise)
+    ("linear-gaussian", {"d": 10**11}, "d must be an integer in \\[1, 1000000\\]"),
+    ("spheres", {"d": 10**7}, "d must be an integer in"),
+    ("tsipras", {"d": 10**7}, "d must be an integer in"),
     ("linear-gaussian", {"sigma": 0.0}, "sigma must be >"),
     ("linear-gaussian", {"m": -1.0}, "m must be >="),
     ("linear-gaussian", {"w": [0.0, 0.0]}, "w must not be all zero"),
@@ -197,6 +201,13 @@ BAD_PARAMS = [
 def test_bad_parameters_are_named(name, params, match):
     with pytest.raises((ValueError, TypeError), match=match):
         get_family(name, **params)
+
+
+def test_samples_too_large_for_memory_are_refused_up_front():
+    fam = get_family("linear-gaussian", d=1000)
+    with pytest.raises(ValueError, match="exceed the 200,000,000 floats"):
+        fam.sample(10**6)
+    assert fam.sample(10, seed=0)[0].shape == (10, 1000)
 
 
 def test_reject_label_is_never_sampled_for_finite_domain():
