@@ -124,8 +124,7 @@ def resolve_exhaustive(oracle: Any, candidates: np.ndarray, exhaustive: bool | N
         raise TypeError(f"exhaustive must be a bool or None, got {type(exhaustive).__name__}")
     covered = None
     if isinstance(oracle, TableOracle) and oracle.outside is None:
-        have = {row.tobytes() for row in np.asarray(candidates, dtype=np.float64)}
-        covered = all(row.tobytes() in have for row in oracle.points)
+        covered = oracle.covers(candidates)
     if exhaustive is None:
         return bool(covered)
     if exhaustive and covered is False:
@@ -179,6 +178,14 @@ def is_sensitivity_example(
     -------
     numpy.ndarray of bool, shape (n,)
         ``d(x, x') <= eps and O(x') == O(x) and f(x') != O(x')``.
+
+    Notes
+    -----
+    A misclassified input (``f(x) != O(x)``), or one the oracle rejects while ``f`` names a
+    class, is its own sensitivity example at every radius, ``eps = 0`` included: ``x' = x``
+    satisfies all three conditions. So "no sensitivity example" implies "correct", and
+    the robust shares of :mod:`~invariance_tradeoffs.theory.robust_accuracy` count only
+    correct inputs.
 
     Examples
     --------

@@ -7,8 +7,8 @@
 * The **good radius** ``eps*(d)`` is the essential infimum of ``r_O`` over ``D``.
 * The **ceiling** at radius ``eps`` is ``P_D[r_O(x) > eps]``: no classifier that is
   constant on the eps-balls (robust in the standard lp sense) can be correct and free of
-  invariance examples on more of ``D`` (:mod:`invariance_tradeoffs.theory.robust_accuracy`,
-  ``proofs/theorem.md``).
+  invariance examples on more of ``D`` (:mod:`invariance_tradeoffs.theory.robust_accuracy`;
+  ``proofs/lemma.md``, Corollary 2).
 
 Margins computed over a finite candidate set are exact when the candidates are the
 whole domain and otherwise **upper bounds** (a missed nearer point of another class can
@@ -34,7 +34,12 @@ from invariance_tradeoffs.theory.examples import (
 )
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, bound, exact, proportion_estimate
-from invariance_tradeoffs.theory.validation import as_batch, check_eps
+from invariance_tradeoffs.theory.validation import (
+    as_batch,
+    as_real_vector,
+    check_eps,
+    check_eps_grid,
+)
 
 __all__ = [
     "Margins",
@@ -66,6 +71,27 @@ class Margins:
     witness: np.ndarray
     exact: bool
     method: str
+
+    def __post_init__(self) -> None:
+        # Checked once here, so every function taking Margins may trust them.
+        values = check_margin_values(self.values, "values")
+        witness = np.asarray(self.witness)
+        if witness.ndim != 1 or not (witness.size == 0 or np.issubdtype(witness.dtype,
+                                                                         np.integer)):
+            raise TypeError(f"witness must be a 1-D integer array, got dtype {witness.dtype} "
+                            f"shape {witness.shape}")
+        if witness.shape != values.shape:
+            raise ValueError(f"witness must have one entry per margin: values has "
+                             f"{values.shape[0]}, witness {witness.shape[0]}")
+        if np.any(witness < -1):
+            raise ValueError("witness must hold candidate indices >= 0, or -1 for none")
+        if not isinstance(self.exact, bool | np.bool_):
+            raise TypeError(f"exact must be a bool, got {type(self.exact).__name__}")
+        if not isinstance(self.method, str):
+            raise TypeError(f"method must be a string, got {type(self.method).__name__}")
+        object.__setattr__(self, "values", values)
+        object.__setattr__(self, "witness", witness.astype(np.int64, copy=False))
+        object.__setattr__(self, "exact", bool(self.exact))
 
     def __len__(self) -> int:
         return int(self.values.shape[0])
@@ -156,43 +182,27 @@ def _margin_values(margins: Any, exact_flag: bool | None) -> tuple[np.ndarray, b
         )
     if not isinstance(exact_flag, bool | np.bool_):
         raise TypeError(f"exact must be a bool, got {type(exact_flag).__name__}")
-    arr = np.asarray(margins)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"margins must be numeric, got dtype {arr.dtype}")
-    arr = arr.astype(float)
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"margins must be a non-empty 1-D array, got shape {arr.shape}")
-    if np.any(np.isnan(arr)) or np.any(arr < 0):
-        raise ValueError("margins must be >= 0 (inf allowed) and not NaN")
-    return arr, bool(exact_flag)
+    return check_margin_values(margins), bool(exact_flag)
+
+
+def check_margin_values(values: Any, name: str = "margins") -> np.ndarray:
+    """Margins as a non-empty 1-D float array: real, ``>= 0``, ``inf`` allowed, no NaN."""
+    arr = as_real_vector(values, name, allow_inf=True)
+    if np.any(arr < 0):
+        raise ValueError(f"{name} must be >= 0 (inf allowed), got {arr[arr < 0][:3].tolist()}")
+    return arr
 
 
 def check_weights(weights: Any, n: int) -> np.ndarray | None:
+    """Probabilities of a finite support of ``n`` points (``None`` passes through)."""
     if weights is None:
         return None
-    w = np.asarray(weights)
-    if w.dtype == object or not np.issubdtype(w.dtype, np.number):
-        raise TypeError(f"weights must be numeric, got dtype {w.dtype}")
-    w = w.astype(float)
-    if w.ndim != 1 or w.shape[0] != n:
-        raise ValueError(f"weights must have shape ({n},), got {w.shape}")
-    if not np.all(np.isfinite(w)) or np.any(w < 0):
+    w = as_real_vector(weights, "weights", length=n)
+    if np.any(w < 0):
         raise ValueError("weights must be finite and >= 0")
     if not np.isclose(w.sum(), 1.0, rtol=0, atol=1e-9):
         raise ValueError(f"weights must be probabilities summing to 1, got sum {w.sum():.12g}")
     return w
-
-
-def _eps_grid(eps_grid: Any) -> np.ndarray:
-    arr = np.asarray(eps_grid)
-    if arr.dtype == object or not np.issubdtype(arr.dtype, np.number):
-        raise TypeError(f"eps_grid must be numeric, got dtype {arr.dtype}")
-    arr = np.atleast_1d(arr.astype(float))
-    if arr.ndim != 1 or arr.size == 0:
-        raise ValueError(f"eps_grid must be a non-empty 1-D array, got shape {arr.shape}")
-    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
-        raise ValueError("eps_grid must hold finite values >= 0")
-    return arr
 
 
 def good_radius_from_margins(
@@ -290,7 +300,7 @@ def ceiling_from_margins(
     [(1.0, 'exact'), (0.5, 'exact')]
     """
     values, is_exact = _margin_values(margins, exact)
-    grid = _eps_grid(eps_grid)
+    grid = check_eps_grid(eps_grid, "eps_grid", allow_scalar=True, allow_empty=False)
     w = check_weights(weights, values.shape[0])
     out: list[Quantity] = []
     for eps in grid:

@@ -115,7 +115,7 @@ class TableOracle:
         if outside is not None and outside != REJECT:
             raise ValueError(f"outside must be None or REJECT={REJECT}, got {outside}")
         self.outside = outside
-        self._index = {row.tobytes(): i for i, row in enumerate(self.points)}
+        self._index = {key: i for i, key in enumerate(_row_keys(self.points))}
         if len(self._index) != self.points.shape[0]:
             raise ValueError("points must be distinct rows")
 
@@ -126,7 +126,12 @@ class TableOracle:
     def index_of(self, X: np.ndarray) -> np.ndarray:
         """Row index of each input in the table, ``-1`` where absent."""
         X = as_batch(X, "X", n_features=self.n_features, allow_empty=True)
-        return np.array([self._index.get(row.tobytes(), -1) for row in X], dtype=np.int64)
+        return np.array([self._index.get(key, -1) for key in _row_keys(X)], dtype=np.int64)
+
+    def covers(self, X: np.ndarray) -> bool:
+        """Whether every point of the table is a row of ``X`` (``X`` holds the domain)."""
+        found = self.index_of(X)
+        return bool(np.isin(np.arange(self.points.shape[0]), found).all())
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         idx = self.index_of(X)
@@ -138,6 +143,13 @@ class TableOracle:
         out = np.full(idx.shape, REJECT, dtype=np.int64)
         out[~missing] = self.labels[idx[~missing]]
         return out
+
+
+def _row_keys(X: np.ndarray) -> list[bytes]:
+    """Hashable keys of the rows of a float64 batch, equal exactly for equal rows:
+    ``-0.0`` is keyed as ``0.0`` (adding ``0.0`` maps ``-0.0`` to ``+0.0``), since the two
+    compare equal and must get the same label."""
+    return [row.tobytes() for row in np.asarray(X, dtype=np.float64) + 0.0]
 
 
 def oracle_labels(

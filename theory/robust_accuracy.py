@@ -3,8 +3,10 @@
 At radius ``eps`` an input ``x ~ D`` counts as
 
 * **correct** when ``f(x) == O(x)``;
-* **sensitivity-robust** when ``f`` has no sensitivity example at ``x`` within ``eps``;
-* **invariance-robust** when ``f`` has no invariance example at ``x`` within ``eps``;
+* **sensitivity-robust** when it is correct and ``f`` has no sensitivity example at ``x``
+  within ``eps``;
+* **invariance-robust** when it is correct and ``f`` has no invariance example at ``x``
+  within ``eps``;
 * **standard-robust** when it is correct and ``f`` is constant on the eps-ball -- what an
   lp robustness certificate asserts;
 * **real-robust** when it is correct, sensitivity-robust and invariance-robust.
@@ -12,7 +14,7 @@ At radius ``eps`` an input ``x ~ D`` counts as
 The **real robust accuracy** is the D-share of real-robust inputs. It is *not* bounded
 by the ceiling ``P_D[r_O(x) > eps]`` in general -- the oracle itself is real-robust
 everywhere. What the ceiling bounds is the share of inputs that are standard-robust
-*and* real-robust (proved in ``proofs/theorem.md``); :func:`robustness_report` returns
+*and* real-robust (``proofs/lemma.md``, Corollary 2); :func:`robustness_report` returns
 that share as ``robust_and_real``.
 
 Searches run over a finite candidate set. When the candidates are the whole domain

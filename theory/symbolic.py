@@ -19,6 +19,7 @@ Examples
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
@@ -76,16 +77,41 @@ class ClosedForm:
         return np.broadcast_to(np.asarray(out, dtype=float), shape).copy()
 
     def subs(self, **values: Any) -> ClosedForm:
-        """The form with some arguments fixed (by symbol name)."""
+        """The form with some arguments fixed (by symbol name).
+
+        Each value must be a real number or a SymPy expression. Strings are refused:
+        ``sympy.sympify`` would evaluate them as Python code.
+
+        Examples
+        --------
+        >>> overly_robust_ceiling().subs(a=sp.Rational(1, 5), b=0.6).args
+        (eps,)
+        """
         names = {str(s): s for s in self.args}
         unknown = sorted(set(values) - set(names))
         if unknown:
             raise ValueError(f"{self.name} has no argument(s) {unknown}")
-        expr = self.expr.subs({names[k]: sp.sympify(v) for k, v in values.items()})
+        expr = self.expr.subs({names[k]: _as_sympy(v, k) for k, v in values.items()})
         return ClosedForm(self.name, expr, tuple(s for s in self.args if str(s) not in values))
 
     def latex(self) -> str:
         return sp.latex(self.expr)
+
+
+def _as_sympy(value: Any, name: str) -> sp.Basic:
+    """``value`` as a SymPy object: a SymPy expression as is, a real number (``int``,
+    ``float``, NumPy scalar) as an exact Integer or a Float. Anything else -- notably a
+    string, which ``sympy.sympify`` would evaluate as code -- raises ``TypeError``."""
+    if isinstance(value, sp.Basic):
+        return value
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number or a SymPy expression, "
+                        f"got {type(value).__name__}")
+    if isinstance(value, numbers.Integral):
+        return sp.Integer(int(value))
+    if not np.isfinite(float(value)):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return sp.Float(float(value))
 
 
 def normal_cdf(z: sp.Expr) -> sp.Expr:

@@ -16,6 +16,7 @@ __all__ = [
     "REJECT",
     "as_batch",
     "as_labels",
+    "as_real_vector",
     "check_eps_grid",
     "check_eps",
     "check_int",
@@ -83,15 +84,12 @@ def as_batch(
     Raises
     ------
     TypeError
-        If ``x`` is not numeric.
+        If ``x`` is not numeric or is complex (a complex input has no real distance;
+        casting it would silently drop the imaginary part).
     ValueError
         If ``x`` is not 2-D, has the wrong width, is empty, or holds NaN/inf.
     """
-    arr = np.asarray(x)
-    if arr.dtype == object or not (
-        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
-    ):
-        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    arr = _real_array(x, name, allow_bool=True)
     if arr.ndim != 2:
         raise ValueError(f"{name} must be 2-D with shape (n, d), got shape {arr.shape}")
     if arr.shape[0] == 0 and not allow_empty:
@@ -103,6 +101,56 @@ def as_batch(
     arr = arr.astype(dtype, copy=False)
     if np.issubdtype(arr.dtype, np.floating) and not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def _real_array(x: object, name: str, *, allow_bool: bool) -> np.ndarray:
+    """``np.asarray(x)`` after checking its dtype is real: integer, float (or bool when
+    ``allow_bool``); object, string and complex arrays raise ``TypeError`` naming ``name``."""
+    arr = np.asarray(x)
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got complex dtype {arr.dtype}")
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number)
+        or (allow_bool and np.issubdtype(arr.dtype, np.bool_))
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    return arr
+
+
+def as_real_vector(x: object, name: str, *, length: int | None = None,
+                   allow_inf: bool = False) -> np.ndarray:
+    """Return ``x`` as a non-empty 1-D float array of real numbers, never NaN.
+
+    Parameters
+    ----------
+    x : array_like
+        The values (integer or float; not bool, complex or object).
+    name : str
+        Argument name used in error messages.
+    length : int, optional
+        Required length.
+    allow_inf : bool
+        Whether ``+-inf`` is accepted (e.g. margins of inputs with no other class).
+
+    Examples
+    --------
+    >>> as_real_vector([1, 2.5], "margins").tolist()
+    [1.0, 2.5]
+    >>> as_real_vector([1, float("nan")], "margins")
+    Traceback (most recent call last):
+    ...
+    ValueError: margins contains NaN
+    """
+    arr = _real_array(x, name, allow_bool=False).astype(float)
+    if arr.ndim != 1 or arr.size == 0:
+        raise ValueError(f"{name} must be a non-empty 1-D array, got shape {arr.shape}")
+    if length is not None and arr.shape[0] != length:
+        raise ValueError(f"{name} must have shape ({length},), got {arr.shape}")
+    if np.any(np.isnan(arr)):
+        raise ValueError(f"{name} contains NaN")
+    if not allow_inf and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains inf")
     return arr
 
 

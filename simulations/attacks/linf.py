@@ -45,7 +45,7 @@ from invariance_tradeoffs.simulations.attacks.base import Attack, AttackResult, 
 from invariance_tradeoffs.simulations.data.mnist import to_unit
 from invariance_tradeoffs.simulations.images import as_unit_images
 from invariance_tradeoffs.theory.distances import LpDistance
-from invariance_tradeoffs.theory.validation import check_eps
+from invariance_tradeoffs.theory.validation import as_labels, check_eps
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -280,12 +280,16 @@ def examples_from_neighbours(
     eps = check_radius(eps)
     x = to_unit(np.asarray(sources))
     n = to_unit(np.asarray(neighbours))
-    labels = np.asarray(source_labels).astype(np.int64)
-    classes = np.asarray(neighbour_classes).astype(np.int64)
     if x.ndim != 3 or n.shape[:1] + n.shape[2:] != x.shape or n.ndim != 4:
         raise ValueError(f"neighbours must have shape (n, m, 28, 28) matching sources {x.shape}")
-    if labels.shape != (len(x),) or classes.shape != n.shape[:2]:
-        raise ValueError("source_labels / neighbour_classes do not match the images")
+    labels = as_labels(source_labels, "source_labels", n_classes=10, allow_reject=False,
+                       length=len(x))
+    classes = np.asarray(neighbour_classes)
+    if classes.shape != n.shape[:2]:
+        raise ValueError(f"neighbour_classes must have shape {n.shape[:2]} (one class per "
+                         f"neighbour), got {classes.shape}")
+    classes = as_labels(classes.reshape(-1), "neighbour_classes", n_classes=10,
+                        allow_reject=False).reshape(classes.shape)
     candidates = project_linf(x[:, None], n, eps)
     pick = select_targets(x, candidates, classes, labels, targets, selection)
     rows = np.arange(len(x))

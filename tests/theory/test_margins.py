@@ -178,17 +178,18 @@ def test_sample_ceiling_intervals_cover_the_exact_value():
 @pytest.mark.parametrize(
     "margins, kwargs, error, match",
     [
-        ([1.0, np.nan], {"exact": True}, ValueError, "margins must be >= 0"),
+        ([1.0, np.nan], {"exact": True}, ValueError, "margins contains NaN"),
         ([1.0, -1.0], {"exact": True}, ValueError, "margins must be >= 0"),
         ([[1.0]], {"exact": True}, ValueError, "margins must be a non-empty 1-D"),
         ([], {"exact": True}, ValueError, "margins must be a non-empty 1-D"),
-        (["a"], {"exact": True}, TypeError, "margins must be numeric"),
+        (["a"], {"exact": True}, TypeError, "margins must be a numeric array"),
         ([1.0], {}, ValueError, "exact must be given"),
         ([1.0], {"exact": "yes"}, TypeError, "exact must be a bool"),
         ([1.0, 2.0], {"exact": True, "weights": [1.0]}, ValueError, r"must have shape \(2,\)"),
         ([1.0, 2.0], {"exact": True, "weights": [0.7, 0.7]}, ValueError, "summing to 1"),
-        ([1.0, 2.0], {"exact": True, "weights": [np.nan, 1.0]}, ValueError, "must be finite"),
-        ([1.0, 2.0], {"exact": True, "weights": ["a", "b"]}, TypeError, "weights must be numeric"),
+        ([1.0, 2.0], {"exact": True, "weights": [np.nan, 1.0]}, ValueError, "weights contains NaN"),
+        ([1.0, 2.0], {"exact": True, "weights": ["a", "b"]}, TypeError,
+         "weights must be a numeric array"),
         ([1.0], {"exact": True, "confidence": 0.0}, ValueError, "confidence must be in"),
     ],
 )
@@ -207,11 +208,11 @@ def test_exact_flag_cannot_upgrade_bounds():
 
 @pytest.mark.parametrize(
     "grid, error, match",
-    [([-1.0], ValueError, "eps_grid must hold finite values >= 0"),
-     ([np.inf], ValueError, "eps_grid must hold finite"),
-     ([], ValueError, "eps_grid must be a non-empty 1-D"),
-     ([[0.0, 1.0]], ValueError, "eps_grid must be a non-empty 1-D"),
-     (["x"], TypeError, "eps_grid must be numeric")],
+    [([-1.0], ValueError, r"eps_grid must be >= 0, got \[-1.0\]"),
+     ([np.inf], ValueError, "eps_grid contains NaN or inf"),
+     ([], ValueError, "eps_grid must hold at least one radius"),
+     ([[0.0, 1.0]], ValueError, "eps_grid must be a 1-D grid"),
+     (["x"], TypeError, "eps_grid must be a numeric array")],
 )
 def test_ceiling_rejects_bad_grids(grid, error, match):
     with pytest.raises(error, match=match):

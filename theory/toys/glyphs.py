@@ -17,7 +17,14 @@ segments meet and the one-pixel frame belong to no segment::
 Oracle: segment ``s`` is *on* iff the mean ink over ``S_s`` is ``>= threshold``; the on-set
 is decoded with the standard seven-segment table (:data:`DIGIT_SEGMENTS`; 6 with its top
 bar, 7 as ``abc``, 9 with its bottom bar). An on-set that is no digit gets ``REJECT``.
-Pixels outside the segments never change the label.
+Pixels outside the segments never change the label *within the box*.
+
+Domain: the box ``[0, 1]^d``. An input with a pixel outside it is no image and gets
+``REJECT`` (a pixel at ``-1`` would otherwise pull a segment's mean ink below the threshold
+with a single changed pixel, an 8 becoming a 6 at l0 distance 1 -- cheaper than any change
+inside the box). So every input of another class lies in the box, which is what the
+closed forms below assume; :meth:`GlyphDigits.margin` and :meth:`GlyphDigits.flip_costs`
+refuse inputs outside it.
 
 Exact margins. Because the segments are disjoint and the oracle reads each segment only
 through its sum, changing the label to digit ``k`` means flipping exactly the segments in
@@ -237,17 +244,35 @@ class GlyphDigits(ToyBase):
         """Which segments are on (mean ink ``>= threshold``), shape ``(n, 7)``."""
         return self.segment_sums(X) >= self.threshold * self.segment_sizes - SUM_SLACK
 
+    @staticmethod
+    def in_box(X: np.ndarray) -> np.ndarray:
+        """Per row: every pixel in ``[0, 1]`` (the family's domain)."""
+        return np.all((X >= 0.0) & (X <= 1.0), axis=1)
+
+    def check_in_box(self, X: np.ndarray, name: str = "X") -> np.ndarray:
+        """Validated batch whose rows all lie in ``[0, 1]^d`` (``ValueError`` otherwise)."""
+        X = self.check_X(X, name)
+        outside = ~self.in_box(X)
+        if np.any(outside):
+            raise ValueError(
+                f"{name} has {int(outside.sum())} row(s) with pixels outside [0, 1] (first: "
+                f"row {int(np.argmax(outside))}); the glyph oracle rejects them and exact "
+                "margins are defined on the box [0, 1]^d only")
+        return X
+
     def _oracle(self, X: np.ndarray) -> np.ndarray:
-        return decode_segments(self.segment_state(X))
+        labels = decode_segments(self.segment_state(X))
+        labels[~self.in_box(X)] = REJECT  # no image: see the module docstring
+        return labels
 
     # -- margins -------------------------------------------------------------------------
     def flip_costs(self, X: np.ndarray, norm: str) -> np.ndarray:
         """Least ``norm`` change flipping each segment alone, shape ``(n, 7)``.
 
         For l-inf, l1 and l0 this is the infimum over images with that segment flipped;
-        for l2 it is the root of the least sum of squares.
+        for l2 it is the root of the least sum of squares. Rows must lie in the box.
         """
-        X = self.check_X(X)
+        X = self.check_in_box(X)
         norm = self.check_norm(norm)
         cut = self.threshold * self.segment_sizes
         out = np.empty((X.shape[0], 7))

@@ -128,6 +128,26 @@ class FamilyCheck:
             self.failures.append(what)
 
 
+#: Step above the good radius at which the ceiling must already equal its value there
+#: (relative; far above the closed ball's 1e-12 slack, far below any gap between atoms),
+#: and the tolerance of that comparison (a continuous ceiling moves by ~density * step).
+_BOUNDARY_STEP, _BOUNDARY_TOL = 1e-9, 1e-6
+
+
+def _check_boundary(fam: ToyFamily, res: FamilyCheck, norm: str, g: float) -> None:
+    """The ceiling at ``eps`` = the good radius equals its limit from above.
+
+    The good radius is exact and is the least margin, an atom of ``r_O`` whenever the
+    margins have atoms (every l0 margin, the spheres' constant margins, finite domains);
+    sampled margins carry float error and cannot serve as exact boundary points.
+    """
+    at = np.array([g, g + _BOUNDARY_STEP * (1.0 + g)])
+    on, after = (float(v) for v in fam.ceiling_curve(at, norm))
+    res.require(abs(on - after) <= _BOUNDARY_TOL,
+                f"{norm}: ceiling at eps = the good radius counts only margins > eps "
+                f"(at eps={g:.6g}: {on:.6g}, just above: {after:.6g})")
+
+
 def check_family(family: str | ToyFamily, *, n: int = 4000, seed: int = 0,
                  raise_on_failure: bool = False) -> FamilyCheck:
     """Check a family against the :class:`ToyFamily` contract on ``n`` seeded samples.
@@ -141,7 +161,10 @@ def check_family(family: str | ToyFamily, *, n: int = 4000, seed: int = 0,
     norm outside ``norms`` is refused; for every norm of ``ceiling_norms``: the ceiling
     is in [0, 1], non-increasing, 1 below the good radius, at the good radius equal to the
     sampled share of margins above it within a 99.99% Clopper-Pearson interval, and the
-    same at the median margin (the boundary and an interior point).
+    same at the median margin (the boundary and an interior point); and at ``eps`` equal to
+    the good radius (an atom of the margins for l0, the spheres and finite domains) it
+    equals its limit from above: ``P_D[r_O > eps]`` counts margins *strictly* above
+    ``eps``, so it is right-continuous, and a ceiling counting ``r_O >= eps`` fails here.
 
     Returns
     -------
@@ -192,6 +215,7 @@ def check_family(family: str | ToyFamily, *, n: int = 4000, seed: int = 0,
             if g > 0:
                 below = float(fam.ceiling_curve(np.array([g * 0.5]), norm)[0])
                 res.require(abs(below - 1.0) <= 1e-9, f"{norm}: ceiling 1 below the good radius")
+            _check_boundary(fam, res, norm, g)
             for eps in (g, float(np.median(finite)) if finite.size else g):
                 # margins within float error of eps count as equal (the closed ball)
                 k = int(np.sum(m > eps + 1e-9 * (1.0 + abs(eps))))
