@@ -4,8 +4,9 @@ perturbations (Tramer, Behrmann, Carlini, Papernot, Jacobsen, ICML 2020), comput
 >>> import invariance_tradeoffs as it
 >>> it.LpDistance("linf")
 LpDistance(linf)
->>> sorted(n for n in it.__all__ if "Attack" in n)
-['AttackResult', 'GlyphInvarianceAttack', 'L0InvarianceAttack', 'LinfInvarianceAttack']
+>>> sorted(n for n in it.__all__ if "Attack" in n)  # doctest: +NORMALIZE_WHITESPACE
+['AttackResult', 'AutoAttack', 'AutoAttackSettings', 'GlyphInvarianceAttack',
+ 'L0InvarianceAttack', 'LinfInvarianceAttack']
 
 The distribution installs two packages under this name: :mod:`invariance_tradeoffs.theory`
 (the formal library) and :mod:`invariance_tradeoffs.simulations` (experiments, MNIST,
@@ -41,6 +42,9 @@ _API: dict[str, str] = {
     "L0Search": f"{_S}.attacks.l0",
     "GlyphInvarianceAttack": f"{_S}.attacks.glyph",
     "PGD": f"{_S}.attacks.pgd",
+    "AutoAttack": f"{_S}.attacks.autoattack",
+    "AutoAttackSettings": f"{_S}.evaluation.agreement",
+    "PGDSettings": f"{_S}.evaluation.agreement",
     "run_attack": f"{_S}.attacks.runs",
     # data
     "load_mnist": f"{_S}.data.mnist",

@@ -83,7 +83,7 @@ def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
-            PermissionError, IsADirectoryError) as exc:
+            PermissionError, IsADirectoryError, ImportError) as exc:
         print(f"tradeoffs: error: {exc}", file=sys.stderr)
         return 2
 

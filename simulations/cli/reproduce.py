@@ -34,7 +34,7 @@ def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
     if args.models:
         over["models"] = tuple(args.models)
     for name in ("n_sources", "n_test", "n_test_pgd", "pgd_steps", "pgd_restarts", "proxy",
-                 "toy", "l0_sources", "l0_budget"):
+                 "toy", "l0_sources", "l0_budget", "n_test_autoattack"):
         if getattr(args, name) is not None:
             over[name] = getattr(args, name)
     if args.no_train:
@@ -53,9 +53,11 @@ def _command_line(args: argparse.Namespace) -> str:
     if args.full:
         parts.append("--full")
     for opt in ("data_dir", "published_dir", "cache_dir", "proxy", "n_sources", "n_test",
-                "n_test_pgd", "pgd_steps", "pgd_restarts", "toy", "l0_sources", "l0_budget"):
+                "n_test_pgd", "pgd_steps", "pgd_restarts", "toy", "l0_sources", "l0_budget",
+                "n_test_autoattack"):
         if getattr(args, opt) is not None:
-            parts += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
+            flag = "--autoattack" if opt == "n_test_autoattack" else f"--{opt.replace('_', '-')}"
+            parts += [flag, str(getattr(args, opt))]
     if args.models:
         parts += ["--models", *args.models]
     if args.no_train:
@@ -72,6 +74,10 @@ def _cmd(args: argparse.Namespace) -> int:
         raise ValueError("--quick and --full exclude each other")
     config = _config_from_args(args)
     check_out_dir(args.out)  # before any work
+    if config.n_test_autoattack:
+        from invariance_tradeoffs.simulations.attacks.autoattack import require_torchattacks
+
+        require_torchattacks()
     run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
                      cache_dir=args.cache_dir, n_jobs=args.n_jobs,
                      progress=not args.no_progress, command=_command_line(args),
@@ -121,6 +127,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="PGD steps of the sensitivity evaluation (default 40; 10 with --quick)")
     p.add_argument("--pgd-restarts", type=int_in(1), default=None,
                    help="PGD random restarts (default 1; 5 with --full, 2 with --quick)")
+    p.add_argument("--autoattack", type=int_in(0, 10000), default=None, metavar="N",
+                   dest="n_test_autoattack",
+                   help="AutoAttack (standard ensemble; needs torchattacks) on the first N "
+                        "test images at each radius (default 0: not run; 200 with --full)")
     p.add_argument("--toy", choices=("small", "default", "none"), default=None,
                    help="toy experiment sizes (default small; default with --full)")
     p.add_argument("--l0-sources", type=int_in(0, 100), default=None, metavar="N",

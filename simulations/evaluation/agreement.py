@@ -41,10 +41,16 @@ import numpy as np
 from invariance_tradeoffs.simulations.io import to_jsonable
 from invariance_tradeoffs.simulations.models.adapters import ModelAdapter, as_model, to_model_input
 from invariance_tradeoffs.theory.results import Quantity, exact, proportion_estimate
-from invariance_tradeoffs.theory.validation import as_labels, check_eps, check_same_length
+from invariance_tradeoffs.theory.validation import (
+    as_labels,
+    check_eps,
+    check_int,
+    check_same_length,
+)
 
 __all__ = [
     "CERTIFY_SLACK",
+    "AutoAttackSettings",
     "PGDSettings",
     "agreement_stats",
     "ceiling",
@@ -72,6 +78,21 @@ class PGDSettings:
     def kwargs(self) -> dict:
         return {"steps": self.steps, "restarts": self.restarts, "step_size": self.step_size,
                 "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class AutoAttackSettings:
+    """AutoAttack (:mod:`~invariance_tradeoffs.simulations.attacks.autoattack`) for
+    empirical robust accuracy beside PGD: on the first ``n`` images of each sample
+    (``None``: all), ensemble ``version`` (``"standard"``: the leaderboards')."""
+
+    n: int | None = None
+    version: str = "standard"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.n is not None:
+            check_int(self.n, "autoattack n", low=1)
 
 
 def _share(mask: np.ndarray, of: np.ndarray, method: str) -> Quantity | None:
@@ -187,19 +208,36 @@ def _pgd_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
     return pgd_robust_accuracy(model, x, y, eps, **pgd.kwargs())
 
 
+def _autoattack_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
+                         aa: AutoAttackSettings) -> Quantity | None:
+    from invariance_tradeoffs.simulations.attacks.autoattack import autoattack_robust_accuracy
+    from invariance_tradeoffs.simulations.models.adapters import as_torch_model
+
+    try:
+        as_torch_model(model)
+    except (TypeError, ImportError):
+        return None  # no gradients: AutoAttack does not apply (as PGD)
+    m = len(x) if aa.n is None else min(aa.n, len(x))
+    return autoattack_robust_accuracy(model, x[:m], y[:m], eps, version=aa.version,
+                                      seed=aa.seed)
+
+
 def sensitivity_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: float, *,
-                      pgd: PGDSettings | None = PGDSettings(), pgd_n: int | None = None
-                      ) -> dict:
+                      pgd: PGDSettings | None = PGDSettings(), pgd_n: int | None = None,
+                      autoattack: AutoAttackSettings | None = None) -> dict:
     """Sensitivity side at radius ``eps`` (l-inf) on ``images`` with true ``labels``.
 
-    ``pgd_n`` runs PGD on the first ``pgd_n`` images only (clean and certified accuracy
-    use all of them; each quantity records its own ``n``).
+    ``pgd_n`` runs PGD on the first ``pgd_n`` images only, ``autoattack`` AutoAttack on
+    the first ``autoattack.n`` (clean and certified accuracy use all of them; each
+    quantity records its own ``n``).
 
     Returns
     -------
     dict
         ``eps``; ``clean_accuracy``; ``pgd_robust_accuracy`` (upper bound on the sample's
         robust accuracy; ``None`` without gradients or when ``pgd`` is None);
+        ``autoattack_robust_accuracy`` (upper bound, usually the tighter one; ``None``
+        without gradients or when ``autoattack`` is None);
         ``certified_robust_accuracy`` (lower bound; exact for linear models; ``None``
         when no certification applies) and ``certification_method``.
     """
@@ -230,12 +268,15 @@ def sensitivity_report(model: Any, images: np.ndarray, labels: np.ndarray, eps: 
         "clean_accuracy": proportion_estimate(int(correct.sum()), n, "clean accuracy"),
         "pgd_robust_accuracy": None if pgd is None else _pgd_accuracy(model, x[:m], y[:m],
                                                                       eps, pgd),
+        "autoattack_robust_accuracy": None if autoattack is None else _autoattack_accuracy(
+            model, x, y, eps, autoattack),
         "certified_robust_accuracy": certified,
         "certification_method": None if cert is None else cert[1],
     }
 
 
-def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings()) -> dict:
+def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings(),
+                 autoattack: AutoAttackSettings | None = None) -> dict:
     """All invariance- and sensitivity-side numbers of one model on one published set.
 
     ``pset`` is a :class:`simulations.data.published.PublishedSet` (or anything with
@@ -270,7 +311,7 @@ def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings
     }
     if pset.norm == "linf" and radius is not None:
         out["sensitivity_on_sources"] = sensitivity_report(
-            model, pset.sources, pset.original_labels, radius, pgd=pgd)
+            model, pset.sources, pset.original_labels, radius, pgd=pgd, autoattack=autoattack)
     else:
         out["sensitivity_on_sources"] = None
     return out
@@ -279,9 +320,13 @@ def evaluate_set(model: Any, pset: Any, *, pgd: PGDSettings | None = PGDSettings
 def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
                     pgd: PGDSettings | None = PGDSettings(), test_images: np.ndarray | None = None,
                     test_labels: np.ndarray | None = None,
-                    test_eps: tuple[float, ...] = (), test_pgd_n: int | None = None) -> dict:
+                    test_eps: tuple[float, ...] = (), test_pgd_n: int | None = None,
+                    autoattack: AutoAttackSettings | None = None,
+                    sources_autoattack: bool = True) -> dict:
     """Evaluate every model on every published set (and optionally on test images; PGD on
-    the first ``test_pgd_n`` of them, see :func:`sensitivity_report`).
+    the first ``test_pgd_n`` of them, see :func:`sensitivity_report`). ``autoattack``
+    adds AutoAttack on the test images and, with ``sources_autoattack``, on the sources
+    of each published l-inf set.
 
     Returns a JSON-ready dictionary (every :class:`Quantity` converted with ``to_dict``);
     its keys are documented in ``docs/mnist.md``.
@@ -295,11 +340,13 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
     }
     for mname, m in models.items():
         adapter = as_model(m, name=mname)
-        entry: dict[str, Any] = {"published": {name: evaluate_set(adapter, s, pgd=pgd)
-                                               for name, s in sets.items()}}
+        entry: dict[str, Any] = {"published": {
+            name: evaluate_set(adapter, s, pgd=pgd,
+                               autoattack=autoattack if sources_autoattack else None)
+            for name, s in sets.items()}}
         if test_images is not None and test_eps:
             entry["test"] = [sensitivity_report(adapter, test_images, test_labels, e, pgd=pgd,
-                                               pgd_n=test_pgd_n)
+                                               pgd_n=test_pgd_n, autoattack=autoattack)
                              for e in test_eps]
         out["models"][mname] = entry
     return to_jsonable(out)
@@ -317,7 +364,8 @@ def summary_table(result: dict) -> str:
     the sources at the set's radius clean, PGD and certified robust accuracy.
     """
     head = (f"{'model':20s} {'set':22s} {'agree':>6s} {'chg':>6s} {'unchg':>6s} "
-            f"{'prov.wrong':>10s} {'ceiling':>7s} {'clean':>6s} {'PGD':>6s} {'cert':>6s}")
+            f"{'prov.wrong':>10s} {'ceiling':>7s} {'clean':>6s} {'PGD':>6s} {'AA':>6s} "
+            f"{'cert':>6s}")
     lines = [head, "-" * len(head)]
     for mname, entry in result["models"].items():
         for sname, r in entry["published"].items():
@@ -329,6 +377,7 @@ def summary_table(result: dict) -> str:
                 f"{_fmt(r['agreement_label_changed']):>6s} {_fmt(r['agreement_unchanged']):>6s} "
                 f"{wrong:>10s} {_fmt(r['ceiling']):>7s} {_fmt(sens.get('clean_accuracy')):>6s} "
                 f"{_fmt(sens.get('pgd_robust_accuracy')):>6s} "
+                f"{_fmt(sens.get('autoattack_robust_accuracy')):>6s} "
                 f"{_fmt(sens.get('certified_robust_accuracy')):>6s}"
             )
     return "\n".join(lines)

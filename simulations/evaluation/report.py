@@ -18,7 +18,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from invariance_tradeoffs.simulations.evaluation.agreement import PGDSettings, evaluate_set
+from invariance_tradeoffs.simulations.evaluation.agreement import (
+    AutoAttackSettings,
+    PGDSettings,
+    evaluate_set,
+)
 from invariance_tradeoffs.simulations.io import to_jsonable
 from invariance_tradeoffs.simulations.models.adapters import as_model
 from invariance_tradeoffs.theory.results import Quantity
@@ -49,8 +53,11 @@ class SetEvaluation:
         Share of sources whose human label did not change: an upper bound on the accuracy
         of any classifier constant on the balls (estimate with interval).
     certification_method : str or None
-    clean_accuracy, pgd_robust_accuracy, certified_robust_accuracy : Quantity or None
-        Sensitivity side on the set's sources at its radius (l-inf sets).
+    clean_accuracy, pgd_robust_accuracy, autoattack_robust_accuracy, \
+certified_robust_accuracy : Quantity or None
+        Sensitivity side on the set's sources at its radius (l-inf sets): PGD and
+        AutoAttack accuracy are upper bounds on the sample's robust accuracy, certified
+        accuracy a lower bound (``None``: not run or not applicable).
     """
 
     name: str
@@ -66,6 +73,7 @@ class SetEvaluation:
     certification_method: str | None
     clean_accuracy: Quantity | None = None
     pgd_robust_accuracy: Quantity | None = None
+    autoattack_robust_accuracy: Quantity | None = None
     certified_robust_accuracy: Quantity | None = None
 
     @classmethod
@@ -81,6 +89,7 @@ class SetEvaluation:
             certification_method=res["certification_method"],
             clean_accuracy=sens.get("clean_accuracy"),
             pgd_robust_accuracy=sens.get("pgd_robust_accuracy"),
+            autoattack_robust_accuracy=sens.get("autoattack_robust_accuracy"),
             certified_robust_accuracy=sens.get("certified_robust_accuracy"),
         )
 
@@ -137,7 +146,8 @@ class EvaluationReport:
     def table(self) -> str:
         """The report as a Markdown table, one row per set."""
         head = ["set", "n", "label changed", "agreement", "on label-changed", "on unchanged",
-                "provably wrong", "ceiling", "PGD acc. (sources)", "certified (sources)"]
+                "provably wrong", "ceiling", "PGD acc. (sources, upper bound)",
+                "AutoAttack acc. (sources, upper bound)", "certified (sources, lower bound)"]
         lines = [f"Model `{self.model}` on the published invariance examples (95% "
                  "Clopper-Pearson intervals; counts exact).", "",
                  "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -148,6 +158,7 @@ class EvaluationReport:
                 s.name, str(s.n), str(s.n_label_changed), _cell(s.agreement),
                 _cell(s.agreement_label_changed), _cell(s.agreement_unchanged), pw,
                 _cell(s.ceiling), _cell(s.pgd_robust_accuracy),
+                _cell(s.autoattack_robust_accuracy),
                 _cell(s.certified_robust_accuracy)]) + " |")
         for name, why in self.missing.items():
             lines.append(f"| {name} | missing: {why} |" + " |" * (len(head) - 2))
@@ -163,6 +174,7 @@ def evaluate(model: Any, sets: Mapping[str, Any] | None = None, *,
              published_dir: str | os.PathLike | None = None,
              data_dir: str | os.PathLike | None = None,
              pgd: PGDSettings | None = DEFAULT_PGD,
+             autoattack: AutoAttackSettings | None = None,
              name: str | None = None) -> EvaluationReport:
     """Evaluate ``model`` on every published human-labelled set.
 
@@ -182,6 +194,10 @@ def evaluate(model: Any, sets: Mapping[str, Any] | None = None, *,
     pgd : PGDSettings or None
         PGD for the sensitivity side on the sources (PGD-40, one restart, by default;
         ``None`` skips it).
+    autoattack : AutoAttackSettings or None
+        AutoAttack on the sources as well (the field's standard upper bound; needs the
+        ``torchattacks`` package; off by default: about 0.3-0.9 s per robust source and
+        radius on one CPU core, docs/performance.md).
     name : str, optional
         The model's name in the report.
 
@@ -196,7 +212,8 @@ def evaluate(model: Any, sets: Mapping[str, Any] | None = None, *,
     if sets is None:
         sets = load_published_examples(published_dir, data_dir=data_dir)
         missing = dict(sets.missing)
-    results = {n: SetEvaluation.from_result(evaluate_set(adapter, s, pgd=pgd))
+    results = {n: SetEvaluation.from_result(evaluate_set(adapter, s, pgd=pgd,
+                                                         autoattack=autoattack))
                for n, s in sets.items()}
     return EvaluationReport(model=name or getattr(adapter, "name", type(model).__name__),
                             sets=results, missing=missing)

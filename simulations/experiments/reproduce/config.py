@@ -51,6 +51,8 @@ class ReproduceConfig:
     eval_eps : tuple of float
         Radii of the sensitivity evaluation.
     pgd_steps, pgd_restarts : PGD used for empirical robust accuracy.
+    n_test_autoattack : int
+        First ``n_test_autoattack`` test images for AutoAttack accuracy (``0``: not run).
     toy : {"small", "default", "none"}
         Toy experiment sizes.
     train_missing : bool
@@ -78,6 +80,7 @@ class ReproduceConfig:
     eval_eps: tuple[float, ...] = (0.3, 0.4)
     pgd_steps: int = 40
     pgd_restarts: int = 5
+    n_test_autoattack: int = 200
     toy: str = "default"
     train_missing: bool = True
     seed: int = 0
@@ -93,6 +96,9 @@ class ReproduceConfig:
 
         if self.mode not in ("main", "quick", "full"):
             raise ValueError(f"mode must be 'main', 'quick' or 'full', got {self.mode!r}")
+        if not 0 <= self.n_test_autoattack <= 10000:
+            raise ValueError(f"n_test_autoattack must be in 0..10000, got "
+                             f"{self.n_test_autoattack}")
         if self.n_test_pgd is not None and self.n_test_pgd < 1:
             raise ValueError(f"n_test_pgd must be None or >= 1, got {self.n_test_pgd}")
         unknown = [m for m in self.models if m not in CONFIGS]
@@ -140,12 +146,15 @@ class ReproduceConfig:
 #: curves; no l0 stage. Minutes from an empty cache (docs/performance.md).
 MAIN = ReproduceConfig(mode="main", models=MAIN_MODELS, proxy="proxy-small",
                        n_test=10000, n_test_pgd=1000,
-                       pgd_steps=40, pgd_restarts=1, toy="small", l0_sources=0)
+                       pgd_steps=40, pgd_restarts=1, n_test_autoattack=0, toy="small",
+                       l0_sources=0)
 #: ``--quick``: tiny models (seconds), 20 sources, 200 test images, PGD-10 x 2 (smoke run).
 QUICK = ReproduceConfig(mode="quick", models=QUICK_MODELS, proxy="proxy-tiny", n_sources=20,
                         n_test=200, n_test_pgd=None, pgd_steps=10, pgd_restarts=2,
+                        n_test_autoattack=0,
                         toy="small", l0_sources=3, l0_budget="fast", l0_train_subset=5000)
-#: ``--full``: every zoo model, the l0 stage on all 100 sources, PGD-40 x 5 restarts, the
-#: default toy sizes (training the zoo from an empty cache takes about an hour).
+#: ``--full``: every zoo model, the l0 stage on all 100 sources, PGD-40 x 5 restarts,
+#: AutoAttack on the first 200 test images, the default toy sizes (training the zoo from an
+#: empty cache takes about an hour).
 FULL = ReproduceConfig(mode="full")
 PRESETS = {"main": MAIN, "quick": QUICK, "full": FULL}

@@ -283,13 +283,20 @@ def l0_stage(config: ReproduceConfig, out: Path, proxy: Any, validation: dict,
 
 def eval_stage(name: str, model: Any, sets: dict, config: ReproduceConfig,
                 test_images: np.ndarray, test_labels: np.ndarray) -> dict:
-    from invariance_tradeoffs.simulations.evaluation.agreement import PGDSettings, evaluate_models
+    from invariance_tradeoffs.simulations.evaluation.agreement import (
+        AutoAttackSettings,
+        PGDSettings,
+        evaluate_models,
+    )
 
     pgd = PGDSettings(steps=config.pgd_steps, restarts=config.pgd_restarts, seed=config.seed)
+    aa = (AutoAttackSettings(n=config.n_test_autoattack, seed=config.seed)
+          if config.n_test_autoattack else None)
     res = evaluate_models({name: model}, sets, pgd=pgd,
                           test_images=test_images[: config.n_test],
                           test_labels=test_labels[: config.n_test],
-                          test_eps=tuple(config.eval_eps), test_pgd_n=config.n_test_pgd)
+                          test_eps=tuple(config.eval_eps), test_pgd_n=config.n_test_pgd,
+                          autoattack=aa, sources_autoattack=False)
     return res["models"][name]
 
 
