@@ -477,11 +477,19 @@ def align_neighbours_cached(
 
     The result is a pure function of the four arrays and the transform grid (exact
     search, deterministic ties), so it is stored under ``cache_dir`` as an ``.npz`` named
-    by a SHA256 of them (written atomically, read with ``allow_pickle=False``); a second
-    call with the same arrays reads it instead of searching again. An unreadable memo is
-    recomputed and replaced. ``n_jobs`` changes only the speed.
+    by a SHA256 of them (written atomically with an integrity record, read with
+    ``allow_pickle=False``); a second call with the same arrays reads it instead of
+    searching again. A memo that differs from its record, is unreadable or lacks an array
+    or a row is recomputed and replaced. ``n_jobs`` changes only the speed.
     """
-    from invariance_tradeoffs.simulations.io import atomic_write, hash_arrays
+    from invariance_tradeoffs.simulations.io import (
+        CorruptFileError,
+        atomic_savez,
+        hash_arrays,
+        load_npz,
+        read_record,
+        write_record,
+    )
 
     arrays = [np.ascontiguousarray(a) for a in (sources, labels, train_images, train_labels)]
     key = hash_arrays(*arrays, TRANSFORM_GRID, extra=f"alignment-memo-{_MEMO_VERSION}")
@@ -489,15 +497,13 @@ def align_neighbours_cached(
     names = ("neighbours", "classes", "train_indices", "transforms", "distances")
     if path.is_file():
         try:
-            with np.load(path, allow_pickle=False) as npz:
-                return AlignmentResult(*(npz[k] for k in names))
-        except (OSError, ValueError, KeyError, EOFError):
-            pass  # corrupted memo: recompute and overwrite
+            read_record(path)  # memos written before records: the zip CRCs only
+            memo = load_npz(path)
+            if all(np.shape(memo.get(k))[:1] == (len(arrays[0]),) for k in names):
+                return AlignmentResult(*(memo[k] for k in names))
+        except CorruptFileError:
+            pass  # a damaged memo: recompute and replace it
     result = align_neighbours(*arrays, n_jobs=n_jobs)
-
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **{k: getattr(result, k) for k in names})
-
-    atomic_write(path, write)
+    atomic_savez(path, {k: getattr(result, k) for k in names})
+    write_record(path)
     return result

@@ -15,21 +15,43 @@ and a PNG grid (source / example / target neighbour) beside it (see
 :func:`run_attack` drives an attack over source indices in batches, writes each batch
 to ``<out>/<name>.parts/`` as soon as it is done (atomically), shows a tqdm progress
 bar, and on restart skips the sources already finished, provided the parameters match.
+
+Integrity. Every part ``part-NNNNN.npz`` gets a record ``part-NNNNN.npz.sha256.json``
+(:func:`invariance_tradeoffs.simulations.io.write_record`): the SHA256 and size of its
+bytes, the SHA256 of the run's parameters, its rows and the dtype and shape of every
+array. Before anything is recomputed, every part is checked against its record; a part
+without one (left by an interrupted or older run), written under other parameters,
+changed after it was written, unreadable, or lacking an array, is discarded with a
+warning naming it, and its sources are recomputed. A finished run file that cannot be
+read (truncated, damaged: the zip CRC of every array is checked) or lacks an array is
+refused with a :class:`~invariance_tradeoffs.simulations.io.CorruptFileError` that names
+it and says to delete it and rerun.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
-import tempfile
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.io import json_default
+from invariance_tradeoffs.simulations.io import (
+    CorruptFileError,
+    atomic_savez,
+    atomic_write,
+    hash_arrays,
+    json_default,
+    load_npz,
+    read_record,
+    remove_with_record,
+    write_record,
+)
 
 __all__ = [
     "CORE_KEYS",
@@ -102,47 +124,50 @@ def params_json(params: dict) -> str:
     return json.dumps(params, sort_keys=True, default=json_default)
 
 
-def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; results are ordinary files
-        with os.fdopen(fd, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+#: What to do about a damaged run file.
+RUN_REMEDY = "delete it and rerun the attack that wrote it to rebuild it"
 
 
 def save_run(path: str | os.PathLike, run: AttackRun) -> Path:
     """Write ``run`` to the ``.npz`` file ``path`` atomically; return the path."""
     path = Path(path)
-    _atomic_savez(path, {**run.arrays(), "params": np.array(params_json(run.params))})
+    atomic_savez(path, {**run.arrays(), "params": np.array(params_json(run.params))},
+                 compress=True)
     return path
 
 
-def _read_npz(path: Path, *, with_params: bool = True) -> tuple[dict[str, np.ndarray], dict]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
-    except (ValueError, OSError, EOFError) as exc:
-        raise ValueError(f"cannot read run file {path}: {exc}") from exc
-    if not with_params:
-        return arrays, {}
+def _read_params(path: Path, arrays: dict[str, np.ndarray]) -> dict:
     if "params" not in arrays:
-        raise ValueError(f"run file {path} has no 'params' entry")
-    params = json.loads(str(arrays.pop("params")))
-    return arrays, params
+        raise CorruptFileError(path, "no 'params' entry", RUN_REMEDY, what="run file")
+    try:
+        params = json.loads(str(arrays.pop("params")))
+    except ValueError as exc:
+        raise CorruptFileError(path, f"its 'params' entry is not JSON: {exc}", RUN_REMEDY,
+                               what="run file") from exc
+    if not isinstance(params, dict):
+        raise CorruptFileError(path, "its 'params' entry is not a JSON object", RUN_REMEDY,
+                               what="run file")
+    return params
 
 
 def load_run(path: str | os.PathLike) -> AttackRun:
-    """Read a run written by :func:`save_run` (``allow_pickle=False``)."""
-    arrays, params = _read_npz(Path(path))
+    """Read a run written by :func:`save_run` (``allow_pickle=False``).
+
+    Raises
+    ------
+    CorruptFileError
+        (a ``ValueError``) The file is unreadable (truncated, damaged), lacks an array or
+        its parameters, or its arrays disagree in length; the message names the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"run file {path} does not exist")
+    arrays = load_npz(path, what="run file", remedy=RUN_REMEDY)
+    params = _read_params(path, arrays)
     try:
         return AttackRun.from_arrays(arrays, params)
     except ValueError as exc:
-        raise ValueError(f"run file {path}: {exc}") from exc
+        raise CorruptFileError(path, str(exc), RUN_REMEDY, what="run file") from exc
 
 
 def parse_indices(
@@ -212,22 +237,85 @@ def parse_indices(
     return idx
 
 
+_PART = re.compile(r"part-(\d+)\.npz")
+
+
+def _part_fields(arrays: dict[str, np.ndarray], params_text: str) -> dict:
+    """What a part's integrity record states besides its bytes' hash."""
+    return {"params_sha256": hash_arrays(extra=params_text),
+            "rows": len(arrays["source_indices"]),
+            "arrays": {k: [np.asarray(v).dtype.str, list(np.shape(v))]
+                       for k, v in sorted(arrays.items())}}
+
+
+def _save_part(path: Path, arrays: dict[str, np.ndarray], params_text: str) -> None:
+    """Write a part, then its integrity record (a part without one is never trusted)."""
+    arrays = {k: np.asarray(v) for k, v in arrays.items()}
+    atomic_savez(path, arrays, compress=True)
+    write_record(path, **_part_fields(arrays, params_text))
+
+
+def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
+    """The arrays of a part, after checking it against its integrity record.
+
+    Raises
+    ------
+    CorruptFileError
+        No record, a record of other parameters, bytes changed since the record was
+        written, unreadable, or arrays other than those recorded.
+    """
+    record = read_record(path, what="part")
+    if record is None:
+        raise CorruptFileError(path, "no integrity record (left by an interrupted or older "
+                               "run)", what="part")
+    if record.get("params_sha256") != hash_arrays(extra=params_text):
+        raise CorruptFileError(path, "written by a run with other parameters", what="part")
+    arrays = load_npz(path, what="part")
+    missing = [k for k in CORE_KEYS if k not in arrays]
+    if missing:
+        raise CorruptFileError(path, f"no {', '.join(missing)} array", what="part")
+    found = _part_fields(arrays, params_text)
+    if found != {k: record.get(k) for k in found}:
+        raise CorruptFileError(path, "arrays differ from its record (names, dtypes or "
+                               "shapes)", what="part")
+    if any(np.shape(v)[:1] != (found["rows"],) for v in arrays.values()):
+        raise CorruptFileError(path, "arrays of different lengths", what="part")
+    return arrays
+
+
 def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray]]:
-    """Finished sources in ``parts_dir`` (test index -> row arrays), after a params check."""
+    """Finished sources in ``parts_dir`` (test index -> row arrays).
+
+    The parameters are checked first (other parameters: refused, the partial run is left
+    alone); then every part is checked against its integrity record; a part that fails
+    is deleted with a warning naming it, so its sources are recomputed.
+    """
     meta = parts_dir / "params.json"
-    if not meta.is_file():
-        return {}
-    if meta.read_text() != params_json(params):
+    text = params_json(params)
+    if meta.is_file() and meta.read_text() != text:
         raise ValueError(
             f"{parts_dir} holds a partial run with different parameters; "
             "delete it or choose another --out to start afresh"
         )
     rows: dict[int, dict[str, np.ndarray]] = {}
     for part in sorted(parts_dir.glob("part-*.npz")):
-        arrays, _ = _read_npz(part, with_params=False)
+        try:
+            arrays = _check_part(part, text)
+        except CorruptFileError as exc:
+            warnings.warn(f"discarding {part}: {exc.reason}; its sources will be recomputed",
+                          RuntimeWarning, stacklevel=3)
+            remove_with_record(part)
+            continue
         for i, src in enumerate(arrays["source_indices"]):
-            rows[int(src)] = {k: v[i] for k, v in arrays.items()}
+            rows.setdefault(int(src), {k: v[i] for k, v in arrays.items()})
     return rows
+
+
+def _next_part(parts_dir: Path) -> int:
+    """One past the highest part number present (never overwrites a part)."""
+    numbers = [int(m.group(1)) for p in parts_dir.glob("part-*.npz")
+               if (m := _PART.fullmatch(p.name))]
+    return max(numbers, default=-1) + 1
 
 
 def run_attack(
@@ -295,11 +383,11 @@ def run_attack(
             f"{final} already holds a run with other parameters or indices; "
             "delete it or choose another --out"
         )
-    rows = _load_parts(parts_dir, params)
+    rows = _load_parts(parts_dir, params)  # every part checked before any work
     parts_dir.mkdir(parents=True, exist_ok=True)
-    (parts_dir / "params.json").write_text(text)
+    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
     todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
-    next_part = len(list(parts_dir.glob("part-*.npz")))
+    next_part = _next_part(parts_dir)
     with tqdm(
         total=len(indices),
         initial=len(indices) - len(todo),
@@ -314,7 +402,7 @@ def run_attack(
             missing = [k for k in CORE_KEYS if k not in arrays]
             if missing:
                 raise ValueError(f"attack returned no {missing}")
-            _atomic_savez(parts_dir / f"part-{next_part:05d}.npz", arrays)
+            _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
             next_part += 1
             for i, src in enumerate(batch):
                 rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}

@@ -7,7 +7,8 @@ code. Options shared by several commands are spelled and checked in :mod:`.args`
 
 :func:`main` is the one top-level handler: a usage error, a bad value or a missing file
 is one line on stderr and exit status 2; Ctrl-C says how to resume (exit 130); a closed
-output pipe (``tradeoffs ... | head``) ends quietly.
+output pipe (``tradeoffs ... | head``) ends quietly. A warning (e.g. a damaged partial
+result that is discarded and recomputed) is one line, ``tradeoffs: warning: ...``.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
@@ -53,15 +55,25 @@ def build_parser(modules: Sequence[str] | None = None) -> argparse.ArgumentParse
     return parser
 
 
+def _format_warning(message: Warning | str, category: type[Warning], filename: str,
+                    lineno: int, line: str | None = None) -> str:
+    """``warnings.formatwarning`` of the command: one line, no source location."""
+    return f"tradeoffs: warning: {message}\n"
+
+
 def main(argv: Sequence[str] | None = None, modules: Sequence[str] | None = None) -> int:
     """Run ``tradeoffs`` with ``argv``; ``modules`` limits the subcommands imported (a
     lighter start, e.g. ``python -m invariance_tradeoffs.simulations.study``)."""
+    # Only the display changes: warnings recorded by a caller (pytest.warns) stay recorded.
+    previous, warnings.formatwarning = warnings.formatwarning, _format_warning
     try:
         return _main(argv, modules)
     except KeyboardInterrupt:  # also while the subcommands are being imported
         print("\ntradeoffs: interrupted; rerun the same command to resume (finished work "
               "is kept)", file=sys.stderr)
         return 130
+    finally:
+        warnings.formatwarning = previous
 
 
 def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -98,10 +97,9 @@ class _DeprecatedAlias(argparse.Action):
 
     def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace,
                  values: Any, option_string: str | None = None) -> None:
+        # Shown by the command as one line, "tradeoffs: warning: ..." (cli.main).
         warnings.warn(f"{option_string} is deprecated; use {self.new}", FutureWarning,
                       stacklevel=2)
-        print(f"tradeoffs: warning: {option_string} is deprecated; use {self.new}",
-              file=sys.stderr)
         setattr(namespace, self.dest, True if self.nargs == 0 else values)
 
 

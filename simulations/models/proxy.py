@@ -23,8 +23,10 @@ Independence (what makes it a proxy rather than another evaluated model):
 
 Members are cached like zoo models (:func:`simulations.models.zoo.config_key` of the
 member configuration and the training data; ``torch.save`` of the ``state_dict`` with
-configuration and metrics, loaded with ``weights_only=True``); a cache hit never
-retrains, and an interrupted ensemble resumes at the first missing member.
+configuration and metrics, loaded with ``weights_only=True``, checked against an
+integrity record by :mod:`invariance_tradeoffs.simulations.models.cache`); a cache hit
+never retrains, a damaged member is refused with a one-line error naming its file, and
+an interrupted ensemble resumes at the first missing member.
 
 Examples
 --------
@@ -45,10 +47,16 @@ from typing import Any
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.io import atomic_write
+from invariance_tradeoffs.simulations.io import CorruptFileError
 from invariance_tradeoffs.simulations.models.adapters import (
     PyTorchModel,
     to_model_input,
+)
+from invariance_tradeoffs.simulations.models.cache import (
+    adopt,
+    load_torch_file,
+    load_weights,
+    save_torch_file,
 )
 from invariance_tradeoffs.simulations.models.training import select_training, training_tensors
 from invariance_tradeoffs.simulations.models.zoo import (
@@ -380,20 +388,36 @@ def train_proxy_member(config: ProxyConfig | str, i: int, images: np.ndarray,
     path, key = _member_file(config, i, data_fingerprint(images, labels), cache_dir)
     member = config.member(i)
     if path.exists():
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-        if blob.get("key") != key or blob.get("format") != PROXY_FORMAT:
-            raise ValueError(f"proxy member file {path} has key/format "
-                             f"{blob.get('key')}/{blob.get('format')}, expected "
-                             f"{key}/{PROXY_FORMAT}")
-        net = build_proxy_cnn(config.width, seed=member.seed)
-        net.load_state_dict(blob["state_dict"])
-        net.eval()
-        return net, dict(blob["metrics"], loaded_from_cache=True), key
+        net, metrics = _load_member(path, key, config, member)
+        return net, metrics, key
     net, m = _train_member(member, images, labels, progress, on_epoch)
     payload = {"format": PROXY_FORMAT, "key": key, "config": member.to_dict(),
                "metrics": m, "state_dict": net.state_dict()}
-    atomic_write(path, lambda p: torch.save(payload, p))
+    save_torch_file(path, payload)
     return net, dict(m, loaded_from_cache=False), key
+
+
+#: How to rebuild a damaged proxy member (said in every error about one).
+MEMBER_REMEDY = "delete it and rerun to retrain the member"
+
+
+def _load_member(path: Path, key: str, config: ProxyConfig, member: _Member
+                 ) -> tuple[Any, dict]:
+    """A cached member's network and metrics, checked
+    (:mod:`~invariance_tradeoffs.simulations.models.cache`)."""
+    what = "proxy member file"
+    blob = load_torch_file(path, what=what, remedy=MEMBER_REMEDY,
+                           required=("format", "key", "metrics", "state_dict"))
+    if blob["key"] != key or blob["format"] != PROXY_FORMAT:
+        raise CorruptFileError(path, f"key/format {blob['key']}/{blob['format']}, expected "
+                               f"{key}/{PROXY_FORMAT}", MEMBER_REMEDY, what=what)
+    if not isinstance(blob["metrics"], dict):
+        raise CorruptFileError(path, "its metrics are not a dictionary", MEMBER_REMEDY,
+                               what=what)
+    net = build_proxy_cnn(config.width, seed=member.seed)
+    load_weights(net, blob["state_dict"], path, what=what, remedy=MEMBER_REMEDY)
+    adopt(path, what)
+    return net.eval(), dict(blob["metrics"], loaded_from_cache=True)
 
 
 def proxy_member_cached(config: ProxyConfig | str, i: int, images: np.ndarray,

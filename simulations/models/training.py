@@ -12,7 +12,11 @@ from typing import Any
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.io import atomic_write
+from invariance_tradeoffs.simulations.io import (
+    CorruptFileError,
+    exception_reason,
+    remove_with_record,
+)
 from invariance_tradeoffs.simulations.models.adapters import (
     N_PIXELS,
     LinearModel,
@@ -20,6 +24,11 @@ from invariance_tradeoffs.simulations.models.adapters import (
     NumpyModel,
 )
 from invariance_tradeoffs.simulations.models.architectures import build_architecture
+from invariance_tradeoffs.simulations.models.cache import (
+    load_torch_file,
+    load_weights,
+    save_torch_file,
+)
 from invariance_tradeoffs.simulations.models.configs import TORCH_METHODS, TrainConfig
 from invariance_tradeoffs.simulations.models.robust_linear import (
     fit_robust_multiclass_linear,
@@ -93,6 +102,9 @@ def train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
                  _stop_after_epochs: int | None = None) -> tuple[Any, dict] | None:
     """Run the config's torch training; resume from ``checkpoint`` when it exists.
 
+    A checkpoint that does not match its integrity record (or has none), does not load,
+    or does not fit the run is discarded with a warning, and training starts again.
+
     Returns ``(net, metrics)``, or ``None`` when stopped early by ``_stop_after_epochs``
     (used to test resuming).
     """
@@ -102,22 +114,19 @@ def train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
     n = x_all.shape[0]
     steps_per_epoch = math.ceil(n / config.batch_size)
     total = steps_per_epoch * config.epochs
-    net = build_architecture(config.arch, seed=config.seed)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total,
-                                                 pct_start=0.25)
-             if config.lr_schedule == "onecycle" else None)
-    gen = torch.Generator().manual_seed(config.seed)
-    state = {"epoch": 0, "elapsed": 0.0, "history": []}
+    net, opt, sched, gen = _fresh_run(config, total)
+    state: dict[str, Any] = {"epoch": 0, "elapsed": 0.0, "history": []}
     if checkpoint is not None and checkpoint.exists():
-        ck = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        net.load_state_dict(ck["state_dict"])
-        opt.load_state_dict(ck["optimizer"])
-        if sched is not None:
-            sched.load_state_dict(ck["scheduler"])
-        gen.set_state(ck["generator"])
-        state = {"epoch": int(ck["epoch"]), "elapsed": float(ck["elapsed"]),
-                 "history": list(ck["history"])}
+        try:
+            state = _resume(checkpoint, config, net, opt, sched, gen)
+        except Exception as exc:  # noqa: BLE001 - a damaged checkpoint only costs epochs
+            reason = exc.reason if isinstance(exc, CorruptFileError) else exception_reason(exc)
+            warnings.warn(f"discarding the training checkpoint {checkpoint} ({reason}); "
+                          f"training {config.name!r} restarts from scratch", RuntimeWarning,
+                          stacklevel=2)
+            remove_with_record(checkpoint)
+            # a failed resume may have loaded part of the state into the old objects
+            net, opt, sched, gen = _fresh_run(config, total)
     net.train()
     for epoch in range(state["epoch"], config.epochs):
         start = time.perf_counter()
@@ -153,7 +162,7 @@ def train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
                   "generator": gen.get_state(), **state}
             if sched is not None:
                 ck["scheduler"] = sched.state_dict()
-            atomic_write(checkpoint, lambda p, ck=ck: torch.save(ck, p))
+            save_torch_file(checkpoint, ck)
         if on_epoch is not None:
             on_epoch(state["epoch"], config.epochs)
         if _stop_after_epochs is not None and state["epoch"] >= _stop_after_epochs \
@@ -165,6 +174,40 @@ def train_torch(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
                "final_train_accuracy": state["history"][-1]["train_accuracy"],
                "torch_threads": torch.get_num_threads()}
     return net, metrics
+
+
+def _fresh_run(config: TrainConfig, total: int) -> tuple[Any, Any, Any, Any]:
+    """Network, optimiser, learning-rate schedule (or None) and generator at step 0."""
+    net = build_architecture(config.arch, seed=config.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    sched = (torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total,
+                                                 pct_start=0.25)
+             if config.lr_schedule == "onecycle" else None)
+    return net, opt, sched, torch.Generator().manual_seed(config.seed)
+
+
+def _resume(checkpoint: Path, config: TrainConfig, net: Any, opt: Any, sched: Any,
+            gen: Any) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train_torch` into the run's objects.
+
+    The checkpoint must match its integrity record (one without a record is refused),
+    hold finite weights that fit the architecture, and be of an unfinished run.
+    """
+    what = "training checkpoint"
+    ck = load_torch_file(checkpoint, what=what, remedy="", require_record=True,
+                         required=("state_dict", "optimizer", "generator", "epoch",
+                                   "elapsed", "history"))
+    load_weights(net, ck["state_dict"], checkpoint, what=what, remedy="")
+    opt.load_state_dict(ck["optimizer"])
+    if sched is not None:
+        sched.load_state_dict(ck["scheduler"])
+    gen.set_state(ck["generator"])
+    state = {"epoch": int(ck["epoch"]), "elapsed": float(ck["elapsed"]),
+             "history": list(ck["history"])}
+    if not 0 < state["epoch"] < config.epochs or len(state["history"]) != state["epoch"]:
+        raise ValueError(f"epoch {state['epoch']} of {config.epochs} with "
+                         f"{len(state['history'])} epochs of history")
+    return state
 
 
 def knn_model(train_images: np.ndarray, train_labels: np.ndarray, k: int,

@@ -19,8 +19,11 @@ training data and the zoo's format version; a cache hit loads and never retrains
 Networks are saved with ``torch.save`` as a dict of the ``state_dict``, the
 configuration and the training metrics and loaded with ``torch.load(...,
 weights_only=True)``; numpy models are saved as ``.npz`` and loaded with
-``allow_pickle=False``. Files are written atomically; a long torch run checkpoints
-after every epoch and resumes from the checkpoint.
+``allow_pickle=False``. Files are written atomically, each with an integrity record
+(SHA256 of its bytes, :mod:`invariance_tradeoffs.simulations.models.cache`) checked on
+load together with finite weights and the architecture; a damaged entry is refused
+with a one-line error naming it (delete it and rerun with ``--train``). A long torch
+run checkpoints after every epoch and resumes from the checkpoint.
 
 Examples
 --------
@@ -40,13 +43,26 @@ from pathlib import Path
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.io import atomic_write, hash_arrays
+from invariance_tradeoffs.simulations.io import (
+    CorruptFileError,
+    hash_arrays,
+    remove_with_record,
+)
 from invariance_tradeoffs.simulations.models.adapters import (
     LinearModel,
     ModelAdapter,
     PyTorchModel,
 )
 from invariance_tradeoffs.simulations.models.architectures import build_architecture
+from invariance_tradeoffs.simulations.models.cache import (
+    adopt,
+    load_npz_file,
+    load_torch_file,
+    load_weights,
+    nonfinite,
+    save_npz_file,
+    save_torch_file,
+)
 from invariance_tradeoffs.simulations.models.configs import (
     CONFIGS,
     IBP_TRAINING_RADII,
@@ -69,7 +85,7 @@ from invariance_tradeoffs.simulations.models.training import (
     train_numpy,
     train_torch,
 )
-from invariance_tradeoffs.simulations.optional import require_torch, torch
+from invariance_tradeoffs.simulations.optional import require_torch
 
 __all__ = [
     "ZOO_FORMAT",
@@ -100,6 +116,8 @@ ZOO_FORMAT = 1
 #: Per-method training-code versions, also part of the key (a method missing here is at
 #: version 1), so a change to one method's training does not invalidate the others'.
 METHOD_VERSIONS = {"robust_linear": 2}  # 2: smoothed first stage (no stall at W = 0)
+#: How to rebuild a damaged zoo file (said in every error about one).
+REMEDY = "delete it and rerun (with --train) to retrain it"
 
 
 # --------------------------------------------------------------------------- keys and files
@@ -171,63 +189,87 @@ def train(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,
             return None
         net, metrics = out
         check_budget(config, metrics)
+        _refuse_nonfinite(config, net.state_dict())
         payload = {"format": ZOO_FORMAT, "key": key, "config": config.to_dict(),
                    "metrics": metrics, "state_dict": net.state_dict()}
-        atomic_write(path, lambda p: torch.save(payload, p))
-        ckpt.unlink(missing_ok=True)
+        save_torch_file(path, payload)
+        remove_with_record(ckpt)
         model: ModelAdapter = PyTorchModel(net.eval(), name=config.name)
     else:
         model, metrics, arrays = train_numpy(config, images, labels)
         check_budget(config, metrics)
+        _refuse_nonfinite(config, arrays)
         meta = json.dumps({"format": ZOO_FORMAT, "key": key, "config": config.to_dict(),
                            "metrics": metrics})
-
-        def write(p: Path) -> None:
-            with open(p, "wb") as fh:
-                np.savez(fh, meta=np.array(meta), **arrays)
-
-        atomic_write(path, write)
+        save_npz_file(path, {"meta": np.array(meta), **arrays})
     return TrainedModel(config, model, metrics, key, path, loaded_from_cache=False)
+
+
+def _refuse_nonfinite(config: TrainConfig, weights: dict) -> None:
+    bad = nonfinite(weights)
+    if bad:
+        raise ValueError(f"training {config.name!r} diverged: non-finite weights in "
+                         f"{', '.join(bad[:3])}; nothing was cached")
 
 
 def load_saved(path: str | os.PathLike, expected_key: str | None = None) -> TrainedModel:
     """Load a model file written by :func:`train` (``.pt`` or ``.npz``), without pickle.
 
+    The file is checked against its integrity record (SHA256 of its bytes), its weights
+    must be finite and fit the architecture. A cache file without a record (cached by an
+    older version) is accepted when it passes the other checks and, when
+    ``expected_key`` is given (a cache load), its record is written then, with a warning.
+
     Raises
     ------
-    ValueError
-        The file is not a zoo model, has another format version, or its key differs
-        from ``expected_key``; the message names the file.
+    CorruptFileError
+        (a ``ValueError``) The file is damaged (bytes differ from the record, truncated,
+        unreadable, non-finite or misfitting weights), is not a zoo model, has another
+        format version, or its key differs from ``expected_key``; the message names the
+        file and says how to rebuild it.
+    FileNotFoundError
+        ``path`` does not exist.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist")
-    try:
-        if path.suffix == ".pt":
-            require_torch()
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-            meta = {k: blob[k] for k in ("format", "key", "config", "metrics")}
-        else:
-            with np.load(path, allow_pickle=False) as npz:
-                blob = {k: npz[k] for k in npz.files}
+    if path.suffix == ".pt":
+        blob = load_torch_file(path, what="model file", remedy=REMEDY,
+                               required=("format", "key", "config", "metrics", "state_dict"))
+        meta = {k: blob[k] for k in ("format", "key", "config", "metrics")}
+    else:
+        blob = load_npz_file(path, what="model file", remedy=REMEDY, required=("meta",))
+        try:
             meta = json.loads(str(blob["meta"]))
-    except (KeyError, TypeError, OSError, json.JSONDecodeError, RuntimeError, ValueError) as exc:
-        raise ValueError(f"model file {path} is not a readable zoo model: {exc}") from exc
+            meta = {k: meta[k] for k in ("format", "key", "config", "metrics")}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CorruptFileError(path, f"its 'meta' entry is not a zoo record: {exc}",
+                                   REMEDY, what="model file") from exc
     if meta["format"] != ZOO_FORMAT:
-        raise ValueError(f"model file {path} has format {meta['format']}, expected {ZOO_FORMAT}")
+        raise CorruptFileError(path, f"format {meta['format']}, expected {ZOO_FORMAT}", REMEDY,
+                               what="model file")
     if expected_key is not None and meta["key"] != expected_key:
-        raise ValueError(f"model file {path} has key {meta['key']}, expected {expected_key}")
-    config = TrainConfig.from_dict(meta["config"], source=str(path))
-    model: ModelAdapter
+        raise CorruptFileError(path, f"key {meta['key']}, expected {expected_key}", REMEDY,
+                               what="model file")
+    try:
+        config = TrainConfig.from_dict(meta["config"], source=str(path))
+        model = _model_from_blob(config, blob, path)
+    except CorruptFileError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CorruptFileError(path, str(exc), REMEDY, what="model file") from exc
+    if expected_key is not None:
+        adopt(path, "model file")
+    return TrainedModel(config, model, meta["metrics"], meta["key"], path, loaded_from_cache=True)
+
+
+def _model_from_blob(config: TrainConfig, blob: dict, path: Path) -> ModelAdapter:
+    """The adapter of a loaded model file (weights already checked finite)."""
     if config.method in TORCH_METHODS:
         net = build_architecture(config.arch, seed=config.seed)
-        net.load_state_dict(blob["state_dict"])
-        model = PyTorchModel(net.eval(), name=config.name)
-    elif config.method == "knn":
-        model = knn_model(blob["train_images"], blob["train_labels"], config.k, config.name)
-    else:
-        model = LinearModel(blob["weight"], blob["bias"], name=config.name)
-    return TrainedModel(config, model, meta["metrics"], meta["key"], path, loaded_from_cache=True)
+        load_weights(net, blob["state_dict"], path, what="model file", remedy=REMEDY)
+        return PyTorchModel(net.eval(), name=config.name)
+    if config.method == "knn":
+        return knn_model(blob["train_images"], blob["train_labels"], config.k, config.name)
+    return LinearModel(blob["weight"], blob["bias"], name=config.name)
 
 
 def cached_path(config: TrainConfig, images: np.ndarray, labels: np.ndarray, *,

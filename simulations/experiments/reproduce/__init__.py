@@ -72,6 +72,7 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     """
     from joblib import effective_n_jobs
 
+    from invariance_tradeoffs.simulations.attacks.runs import load_run
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import load_published_examples
     from invariance_tradeoffs.simulations.evaluation.proxy_validation import (
@@ -81,6 +82,8 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     )
     from invariance_tradeoffs.simulations.models.proxy import PROXY_CONFIGS, load_or_train_proxy
 
+    for path in config.attack_runs:  # a damaged run file fails now, not after training
+        load_run(path)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_jobs = effective_n_jobs(n_jobs)

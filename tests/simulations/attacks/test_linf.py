@@ -379,7 +379,8 @@ def test_runner_writes_incrementally_and_resumes(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         run_attack(failing, idx, tmp_path, "run", {"a": 1}, batch_size=2, progress=False)
     parts = sorted(p.name for p in (tmp_path / "run.parts").iterdir())
-    assert parts == ["params.json", "part-00000.npz", "part-00001.npz"]
+    assert parts == ["params.json", "part-00000.npz", "part-00000.npz.sha256.json",
+                     "part-00001.npz", "part-00001.npz.sha256.json"]  # parts and records
     assert not (tmp_path / "run.npz").exists()
     # a different parameter set must not reuse the partial results
     with pytest.raises(ValueError, match="different parameters"):

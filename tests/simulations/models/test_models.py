@@ -36,6 +36,7 @@ from invariance_tradeoffs.simulations.models.zoo import (
     robust_linear_loss,
     train,
 )
+from tests.model_helpers import fake_mnist as _fake_mnist
 
 
 @pytest.fixture(autouse=True)
@@ -55,16 +56,6 @@ def _torch():
 
 def _images(n: int, seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).random((n, 1, 28, 28)).astype(np.float32)
-
-
-def _fake_mnist(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Learnable synthetic digits: class k lights up row block k (plus noise)."""
-    rng = np.random.default_rng(seed)
-    labels = rng.integers(0, 10, n).astype(np.uint8)
-    images = (rng.random((n, 28, 28)) * 60).astype(np.uint8)
-    for i, k in enumerate(labels):
-        images[i, 2 * k + 4: 2 * k + 6, 4:24] = 220
-    return images, labels
 
 
 @pytest.fixture(scope="module")
