@@ -10,7 +10,8 @@ machine's packages, so torch and numpy are shared) and runs, in each:
 2. ``tradeoffs toy all --small --seed 0 --n-jobs 1`` -- every toy table (CSV and JSON,
    timings removed) must be identical;
 3. ``tradeoffs reproduce --quick`` -- ``results.json`` must be identical once run times and
-   paths are removed;
+   paths are removed (keys only the *after* revision writes are new outputs: listed, not
+   failures);
 4. ``--help`` of every command of the *before* revision must still answer in the *after*
    revision (flags may have been renamed, with the old spelling kept as an alias).
 
@@ -160,8 +161,12 @@ def main(argv: list[str] | None = None) -> int:
         rcs = (before[key]["rc"], after[key]["rc"])
         diffs = diff({k: v for k, v in before[key].items() if k not in {"rc", "stderr"}},
                      {k: v for k, v in after[key].items() if k not in {"rc", "stderr"}})
-        report[key] = {"exit codes": rcs, "differences": diffs,
-                       "identical": rcs == (0, 0) and not diffs}
+        # A key only the new revision has is a new output (e.g. a new measurement), not a
+        # changed one: listed, but behaviour counts as unchanged if all else is equal.
+        added = [d for d in diffs if d.endswith(": only in after")]
+        changed = [d for d in diffs if d not in added]
+        report[key] = {"exit codes": rcs, "differences": changed, "added": added,
+                       "identical": rcs == (0, 0) and not changed}
     report["linf"]["lines"] = after["linf"]["lines"]
     report["toy"]["n_tables"] = len(after["toy"]["tables"])
     # Every command of the old revision still answers --help in the new one.
@@ -177,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     for key in ("linf", "toy", "reproduce"):
         r = report[key]
         print(f"{key:10s} identical={r['identical']} exit codes={r['exit codes']} "
-              f"differences={len(r['differences'])}")
+              f"differences={len(r['differences'])} added outputs={len(r['added'])}")
         for d in r["differences"][:10]:
             print("   ", d)
     print("l-inf:", *report["linf"]["lines"], sep="\n  ")
