@@ -174,10 +174,4 @@ class AutoAttack(Attack):
         x = to_model_input(images)
         runs = [autoattack(model, x, labels, e, version=self.version, seed=self.seed,
                            batch_size=self.batch_size) for e in radii]
-        return AttackResult(
-            epsilons=radii,
-            examples=np.stack([r.x_adv for r in runs]),
-            success=np.stack([r.success for r in runs]),
-            distortion=np.stack([np.abs(r.x_adv - x).reshape(len(x), -1).max(axis=1)
-                                 for r in runs]),
-        )
+        return self._sensitivity_result(x, radii, runs)

@@ -101,6 +101,20 @@ class Attack(ABC):
         """JSON-ready parameters (recorded with batch runs)."""
         return {"attack": type(self).__name__, "distance": self.distance.name}
 
+    def _sensitivity_result(self, x: np.ndarray, radii: tuple[float, ...],
+                            runs: Sequence[Any]) -> AttackResult:
+        """The result of one run per radius, each with ``x_adv`` and ``success`` (images
+        ``x`` flattened for the distance: the distortion is measured in ``self.distance``)."""
+        flat = x.reshape(len(x), -1).astype(np.float64)
+        return AttackResult(
+            epsilons=radii,
+            examples=np.stack([r.x_adv for r in runs]),
+            success=np.stack([r.success for r in runs]),
+            distortion=np.stack([
+                self.distance(flat, r.x_adv.reshape(len(x), -1).astype(np.float64))
+                if len(x) else np.zeros(0) for r in runs]),
+        )
+
     def _require_model(self, model: Any) -> None:
         if self.kind == "sensitivity" and model is None:
             raise ValueError(f"{type(self).__name__} is a sensitivity attack: pass model=")

@@ -309,10 +309,4 @@ class PGD(Attack):
         runs = [pgd_attack(model, x, labels, e, steps=self.steps, step_size=self.step_size,
                            restarts=self.restarts, seed=self.seed, batch_size=self.batch_size)
                 for e in radii]
-        return AttackResult(
-            epsilons=radii,
-            examples=np.stack([r.x_adv for r in runs]),
-            success=np.stack([r.success for r in runs]),
-            distortion=np.stack([np.abs(r.x_adv - x).reshape(len(x), -1).max(axis=1)
-                                 for r in runs]),
-        )
+        return self._sensitivity_result(x, radii, runs)
