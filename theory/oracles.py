@@ -99,6 +99,11 @@ class TableOracle:
 
     Inputs outside the table raise ``ValueError`` (an oracle is only defined on its
     domain); pass ``outside=REJECT`` to label them as "no class" instead.
+
+    Examples
+    --------
+    >>> TableOracle(np.arange(3.0)[:, None], [0, REJECT, 1], n_classes=2)
+    TableOracle(labels=[0, REJECT, 1], n_classes=2)
     """
 
     def __init__(
@@ -127,6 +132,13 @@ class TableOracle:
         """Row index of each input in the table, ``-1`` where absent."""
         X = as_batch(X, "X", n_features=self.n_features, allow_empty=True)
         return np.array([self._index.get(row.tobytes(), -1) for row in X], dtype=np.int64)
+
+    def __repr__(self) -> str:
+        # The labels say what the table is (its points are the caller's domain); REJECT by
+        # name so that a shrunk counterexample reads at a glance.
+        labels = ", ".join("REJECT" if v == REJECT else str(int(v)) for v in self.labels)
+        outside = "" if self.outside is None else ", outside=REJECT"
+        return f"TableOracle(labels=[{labels}], n_classes={self.n_classes}{outside})"
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         idx = self.index_of(X)
