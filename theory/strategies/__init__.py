@@ -17,7 +17,8 @@ Like ``hypothesis.extra.numpy`` for arrays, this module draws the package's obje
   :func:`mahalanobis_distances`, :func:`transform_invariant_distances`,
   :func:`classifier_induced_distances` (the theorem's d_f), :func:`distances`;
 * **radii** -- :func:`radii` and :func:`boundary_radii` (eps equal to a margin, to the
-  good radius, and just either side);
+  good radius, and just either side); :func:`world_radii` lists every radius at which a
+  finite world can change its answers;
 * **toy families** -- :func:`family_instances`, :func:`family_params`.
 
 Sizes are bounded by arguments with small defaults; everything shrinks towards fewer
@@ -71,7 +72,7 @@ from invariance_tradeoffs.theory.strategies.oracles import (
     support_weights,
     table_oracles,
 )
-from invariance_tradeoffs.theory.strategies.radii import boundary_radii, radii
+from invariance_tradeoffs.theory.strategies.radii import boundary_radii, radii, world_radii
 from invariance_tradeoffs.theory.strategies.registry import register_type_strategies
 from invariance_tradeoffs.theory.strategies.worlds import finite_domains, finite_worlds, scenarios
 
@@ -105,6 +106,7 @@ __all__ = [
     "distances",
     "radii",
     "boundary_radii",
+    "world_radii",
     "FAMILY_PARAMS",
     "family_params",
     "family_instances",

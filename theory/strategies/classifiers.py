@@ -8,6 +8,7 @@ on its points (tables print their labels; see :class:`~theory.oracles.TableOracl
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -132,6 +133,12 @@ def linear_classifiers(n_features: int, n_classes: int = 2, *, max_weight: int =
     d = check_int(n_features, "n_features", low=1)
     c = check_int(n_classes, "n_classes", low=2)
     m = check_int(max_weight, "max_weight", low=1)
+    return _linear_classifiers(d, c, m, bool(reject_band))
+
+
+@functools.lru_cache(maxsize=64)
+def _linear_classifiers(d: int, c: int, m: int, reject_band: bool
+                        ) -> SearchStrategy[LinearClassifier]:
     shape = (d,) if c == 2 else (d, c)
     ints = st.integers(-m, m)
     weights = st.lists(ints, min_size=int(np.prod(shape)), max_size=int(np.prod(shape))).filter(
@@ -155,13 +162,22 @@ def label_lists(n: int, n_classes: int, *, reject: bool = True,
     """
     n = check_int(n, "n", low=0)
     c = check_int(n_classes, "n_classes", low=2)
-    check_size_range(min_classed, n, "min_classed", "n")
+    lo, _ = check_size_range(min_classed, n, "min_classed", "n")
+    return _label_lists(n, c, bool(reject), lo)
+
+
+@functools.lru_cache(maxsize=256)
+def _label_lists(n: int, c: int, reject: bool, min_classed: int) -> SearchStrategy[np.ndarray]:
+    # cached: worlds draw one per world, and building a strategy costs more than drawing it
     values = list(range(c)) + ([REJECT] if reject else [])
-    labels = st.lists(st.sampled_from(values), min_size=n, max_size=n).map(
-        lambda v: np.array(v, dtype=np.int64))
+    labels = st.lists(st.sampled_from(values), min_size=n, max_size=n).map(_int_array)
     if min_classed:
         labels = labels.filter(lambda y: int(np.sum(y != REJECT)) >= min_classed)
     return labels
+
+
+def _int_array(values: list[int]) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
 
 
 def labelled_samples(world: FiniteWorld, *, min_size: int = 1,
@@ -250,25 +266,26 @@ def robust_classifiers(world: FiniteWorld, eps: float, *, centres: str = "suppor
     mask = {"support": w.weights > 0, "classed": w.classed,
             "all": np.ones(w.n_points, dtype=bool)}[check_choice(centres, "centres",
                                                                  ("support", "classed", "all"))]
-    centre_idx = np.flatnonzero(mask)
-    adjacency, A = eps_ball_graph(w.points, centre_idx, w.distance, eps)
+    return _robust_tables(w, eps, np.flatnonzero(mask))
+
+
+@st.composite
+def _robust_tables(draw: Any, w: FiniteWorld, eps: float, centres: np.ndarray) -> TableOracle:
+    # The ball graph is computed when a table is drawn, not when the strategy is built:
+    # classifiers() builds one robust_classifiers per world and may draw another kind.
+    adjacency, A = eps_ball_graph(w.points, centres, w.distance, eps)
     n_comp, comp = connected_components(adjacency, directed=False)
     # Each domain point in some ball takes the label of that ball's component.
     covered = A.tocoo()
     owner = np.full(w.n_points, -1)
     owner[covered.col] = comp[covered.row]
-    free = np.flatnonzero(owner < 0)
-
-    def build(parts: tuple[np.ndarray, np.ndarray]) -> TableOracle:
-        comp_labels, free_labels = parts
-        y = np.zeros(w.n_points, dtype=np.int64)
-        inside = owner >= 0
-        y[inside] = comp_labels[owner[inside]]
-        y[free] = free_labels
-        return TableOracle(w.points, y, w.n_classes)
-
-    return printed_as_built(st.tuples(label_lists(n_comp, w.n_classes, reject=False),
-                                      label_lists(free.size, w.n_classes, reject=False)), build)
+    inside = owner >= 0
+    comp_labels = draw(label_lists(n_comp, w.n_classes, reject=False))
+    free_labels = draw(label_lists(int((~inside).sum()), w.n_classes, reject=False))
+    y = np.zeros(w.n_points, dtype=np.int64)
+    y[inside] = comp_labels[owner[inside]]
+    y[~inside] = free_labels
+    return TableOracle(w.points, y, w.n_classes)
 
 
 def oracle_classifiers(world: FiniteWorld, *, where: str = "support"

@@ -3,6 +3,7 @@ distributions D they come with (weights on the classed points)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import numpy as np
@@ -57,17 +58,22 @@ def region_oracles(points: Any, n_classes: int = 2, *, reject: bool = True
     P = as_batch(points, "points")
     c = check_int(n_classes, "n_classes", low=2)
     m, d = P.shape
+    return _regions(P, _region_rules(m, d, c, bool(reject)), c)
+
+
+@functools.lru_cache(maxsize=128)
+def _region_rules(m: int, d: int, c: int, reject: bool) -> SearchStrategy[tuple]:
     bands = st.sampled_from([0.5, 0.0, 1.0] if reject else [0.0])
     # the boundary's anchor: an offset from the middle point (so it shrinks to the middle)
     anchors = st.integers(0, m - 1).map(lambda k: (m // 2 + k) % m)
+    return st.tuples(linear_classifiers(d, c), anchors, bands)
 
-    def build(parts: tuple[LinearClassifier, int, float]) -> TableOracle:
-        f, anchor, band = parts
-        # all class scores tie at the anchor: the regions meet there
-        bias = -(P[anchor] @ f.weights)
-        return TableOracle(P, LinearClassifier(f.weights, bias, band)(P), c)
 
-    return printed_as_built(st.tuples(linear_classifiers(d, c), anchors, bands), build)
+@st.composite
+def _regions(draw: Any, P: np.ndarray, rules: SearchStrategy[tuple], c: int) -> TableOracle:
+    f, anchor, band = draw(rules)
+    bias = -(P[anchor] @ f.weights)  # all class scores tie at the anchor: regions meet there
+    return TableOracle(P, LinearClassifier(f.weights, bias, band)(P), c)
 
 
 def function_oracles(n_features: int, n_classes: int = 2, *, reject: bool = True
@@ -104,12 +110,18 @@ def support_weights(labels: Any, *, full: bool = False) -> SearchStrategy[np.nda
     classed = y != REJECT
     if not classed.any():
         raise ValueError("labels must give a class to at least one point")
-    rel = st.sampled_from([1, 2, 3] if full else [1, 2, 3, 0])
+    return _weights(_relative_weights(y.size, bool(full)), classed)
 
-    def normalise(w: list[int]) -> np.ndarray:
-        arr = np.array(w, dtype=float) * classed
-        if arr.sum() == 0:  # every classed point drew 0: fall back to uniform
-            arr = classed.astype(float)
-        return arr / arr.sum()
 
-    return st.lists(rel, min_size=y.size, max_size=y.size).map(normalise)
+@functools.lru_cache(maxsize=128)
+def _relative_weights(n: int, full: bool) -> SearchStrategy[list[int]]:
+    rel = st.sampled_from([1, 2, 3] if full else [0, 1, 2, 3])
+    return st.lists(rel, min_size=n, max_size=n)
+
+
+@st.composite
+def _weights(draw: Any, relative: SearchStrategy[list[int]], classed: np.ndarray) -> np.ndarray:
+    arr = np.array(draw(relative), dtype=float) * classed
+    if arr.sum() == 0:  # every classed point drew 0: fall back to uniform
+        arr = classed.astype(float)
+    return arr / arr.sum()

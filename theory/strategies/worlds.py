@@ -3,6 +3,7 @@ scenarios (a world, a classifier, a radius) -- the inputs of most claims of the 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable
 from typing import Any
 
@@ -19,7 +20,7 @@ from invariance_tradeoffs.theory.strategies.arguments import (
 )
 from invariance_tradeoffs.theory.strategies.classifiers import classifiers, label_lists
 from invariance_tradeoffs.theory.strategies.distances import lp_distances
-from invariance_tradeoffs.theory.strategies.domains import grid_points
+from invariance_tradeoffs.theory.strategies.domains import SMALL_GRID, grid_points, kept
 from invariance_tradeoffs.theory.strategies.finite_world import (
     FiniteWorld,
     Scenario,
@@ -122,20 +123,39 @@ def finite_worlds(*, min_points: int = 1, max_points: int = 5, min_features: int
         check_choice(oracles, "oracles", ("any", *ORACLE_KINDS))]
     distance_for = _distance_strategy(distances)
 
+    n_flags = side**hi_f
+    # Every strategy a world draws from is built here, once: building costs more than drawing.
+    dims = [d for d in range(lo_f, hi_f + 1) if side**d >= lo_p]
+    grids = {d: np.array(list(itertools.product(range(lo_x, hi_x + 1), repeat=d)), float)
+             for d in dims} if n_flags <= SMALL_GRID else {}
+    flag_lists = (st.lists(st.booleans(), min_size=n_flags, max_size=n_flags)
+                  if n_flags <= SMALL_GRID else st.just(None))
+    sparse_points = {d: grid_points(d, min_points=lo_p, max_points=min(hi_p, side**d),
+                                    low=lo_x, high=hi_x) for d in dims if not grids}
+    distance_st = {d: distance_for(d) for d in dims}
+    dim_st, class_st, kind_st = (st.sampled_from(dims), st.integers(lo_c, hi_c),
+                                 st.sampled_from(kinds))
+
     @st.composite
     def worlds(draw: Any) -> FiniteWorld:
-        d = draw(st.integers(lo_f, hi_f).filter(lambda k: side**k >= lo_p))
-        points = draw(grid_points(d, min_points=lo_p, max_points=min(hi_p, side**d),
-                                  low=lo_x, high=hi_x))
-        n_classes = draw(st.integers(lo_c, hi_c))
-        if draw(st.sampled_from(kinds)) == "regions":
+        # On a small grid the points are keep/drop flags drawn before the dimension, one per
+        # point of the largest grid: the first points of a grid, (0, ..., 0, k), read the
+        # same flags in every dimension, so the shrinker can flatten a world onto a line.
+        flags = draw(flag_lists)
+        d = draw(dim_st)
+        if flags is None:
+            points = draw(sparse_points[d])
+        else:
+            points = grids[d][kept(flags[n_flags - side**d:], lo_p, min(hi_p, side**d))]
+        n_classes = draw(class_st)
+        if draw(kind_st) == "regions":
             labels = draw(region_oracles(points, n_classes, reject=reject)).labels
             assume(np.any(labels != REJECT))
         else:
             labels = draw(label_lists(len(points), n_classes, reject=reject, min_classed=1))
         labels = two_classes(labels, n_classes)
         weights = draw(support_weights(labels, full=full_support))
-        distance = draw(distance_for(d))
+        distance = draw(distance_st[d])
         return FiniteWorld(points, labels, weights, distance, n_classes)
 
     return worlds()
