@@ -362,6 +362,20 @@ def test_the_entry_point_registers_the_types_without_importing_the_strategies():
     assert out.strip() == "TableOracle(labels=[0, 1], n_classes=2)"
 
 
+@pytest.mark.parametrize("first", ["invariance_tradeoffs.theory.strategies", "hypothesis"])
+def test_the_types_resolve_whichever_is_imported_first(first):
+    # With the entry point installed, importing the strategies first imports Hypothesis,
+    # which calls the hook while the strategies are half imported: it must wait for them.
+    code = (f"import {first}\n"
+            "from hypothesis import find, strategies as st\n"
+            "from invariance_tradeoffs.theory.strategies import FiniteWorld\n"
+            "print(find(st.from_type(FiniteWorld), lambda w: w.n_points >= 2))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=REPO)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("FiniteWorld(") and "labels=[0, 1]" in out.stdout
+
+
 def test_the_entry_point_is_declared_and_importable():
     import tomllib
 
@@ -370,3 +384,9 @@ def test_the_entry_point_is_declared_and_importable():
     table = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["entry-points"]
     module, func = table["hypothesis"]["invariance_tradeoffs"].split(":")
     assert module == registry.__name__ and callable(getattr(registry, func))
+
+
+def test_every_public_strategy_has_a_docstring_example():
+    missing = [name for name in its.__all__ if callable(getattr(its, name))
+               and "Examples" not in (getattr(its, name).__doc__ or "")]
+    assert not missing, missing

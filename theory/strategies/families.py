@@ -92,7 +92,20 @@ def _registered(name: object) -> str:
 
 def register_family_params(name: str, params: Callable[[], SearchStrategy[dict]]) -> None:
     """Give a registered family (:func:`~theory.toys.register_family`) a strategy of
-    valid parameters: ``params()`` returns a strategy of keyword-argument dicts."""
+    valid parameters: ``params()`` returns a strategy of keyword-argument dicts.
+
+    Examples
+    --------
+    >>> from hypothesis import find
+    >>> from invariance_tradeoffs.theory.toys import OverlyRobustFeature, register_family
+    >>> from invariance_tradeoffs.theory.toys import unregister_family
+    >>> _ = register_family("wide-gap", OverlyRobustFeature)
+    >>> register_family_params("wide-gap", lambda: st.builds(dict, a=st.just(0.5),
+    ...                                                      b=st.just(1.0)))
+    >>> find(family_instances("wide-gap"), lambda fam: True).good_radius("l2").value
+    0.5
+    >>> unregister_family("wide-gap"); del FAMILY_PARAMS["wide-gap"]
+    """
     key = _registered(name)
     if not callable(params):
         raise TypeError(f"params must be a function returning a strategy, got "
