@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -51,8 +50,6 @@ __all__ = [
     "count_oracle",
     "random_table_oracle",
     "SquaredL2",
-    "FiniteInstance",
-    "random_instance",
     "check_definitions_exhaustive",
     "check_lemma_exhaustive",
     "check_lemma_images",
@@ -111,46 +108,6 @@ class SquaredL2(Distance):
 
     def _pairwise(self, X: np.ndarray, Y: np.ndarray) -> np.ndarray:
         return LpDistance(2)._pairwise(X, Y) ** 2
-
-
-@dataclass(frozen=True)
-class FiniteInstance:
-    """A small finite domain with a table oracle, a table classifier, a distance and a radius."""
-
-    points: np.ndarray
-    oracle: TableOracle
-    f: TableOracle
-    distance: Distance
-    eps: float
-
-
-def random_instance(seed: int, n_classes: int = 3) -> FiniteInstance:
-    """A random finite instance, reproducible from ``seed``.
-
-    3 to 12 distinct points of the integer grid ``{-3..3}^2``; oracle labels uniform over the
-    classes with 20% REJECT; the classifier is the oracle with a few flips, a constant, or
-    uniformly random (one third each); the distance is l0, l1, l2 or linf; the radius is
-    one of 0, 0.5, 1, 1.5, 2, 3, 5.
-    """
-    rng = np.random.default_rng(seed)
-    grid = np.array(list(itertools.product(range(-3, 4), repeat=2)), dtype=float)
-    points = grid[rng.choice(grid.shape[0], size=int(rng.integers(3, 13)), replace=False)]
-    k = points.shape[0]
-    labels = rng.integers(0, n_classes, size=k)
-    labels[rng.random(k) < 0.2] = REJECT
-    kind = int(rng.integers(0, 3))
-    if kind == 0:
-        f_labels = labels.copy()
-        flips = rng.random(k) < 0.25
-        f_labels[flips] = rng.integers(0, n_classes, size=int(flips.sum()))
-    elif kind == 1:
-        f_labels = np.full(k, int(rng.integers(0, n_classes)))
-    else:
-        f_labels = rng.integers(0, n_classes, size=k)
-    distance = LpDistance(["l0", "l1", "l2", "linf"][int(rng.integers(0, 4))])
-    eps = float(rng.choice([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 5.0]))
-    return FiniteInstance(points, TableOracle(points, labels, n_classes),
-                          TableOracle(points, f_labels, n_classes), distance, eps)
 
 
 def _all_tables(points: np.ndarray, labels: tuple[int, ...]) -> Iterator[TableOracle]:

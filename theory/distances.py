@@ -300,6 +300,11 @@ class WeightedLpDistance(Distance):
     """Weighted lp distance ``(sum_i w_i |x_i - x'_i|^p)^(1/p)`` (``max_i w_i |.|`` for inf).
 
     Weights must be strictly positive so that the result is a metric.
+
+    Examples
+    --------
+    >>> WeightedLpDistance([1.0, 4.0], p=1)
+    WeightedLpDistance([1.0, 4.0], p='l1')
     """
 
     def __init__(self, weights: Sequence[float] | np.ndarray, p: float | str = 2) -> None:
@@ -313,6 +318,9 @@ class WeightedLpDistance(Distance):
         if self.p == 0:
             raise ValueError("weighted l0 is not supported; use p >= 1")
         self.name = f"weighted-{'linf' if np.isinf(self.p) else f'l{self.p:g}'}"
+
+    def __repr__(self) -> str:
+        return f"WeightedLpDistance({self.weights.tolist()}, p={self.name[9:]!r})"
 
     def _scale(self) -> np.ndarray:
         # Weighted lp = plain lp after scaling coordinates by w^(1/p) (by w for inf).
@@ -388,6 +396,9 @@ class MahalanobisDistance(Distance):
             # P = L L^T, so ||L^T (x - x')||_2 is the distance.
             self._transform = chol
         self.precision = self._transform @ self._transform.T
+
+    def __repr__(self) -> str:
+        return f"MahalanobisDistance(precision={self.precision.tolist()})"
 
     def whiten(self, X: np.ndarray) -> np.ndarray:
         """Map inputs so that Mahalanobis distance becomes Euclidean distance."""

@@ -99,6 +99,11 @@ class TableOracle:
 
     Inputs outside the table raise ``ValueError`` (an oracle is only defined on its
     domain); pass ``outside=REJECT`` to label them as "no class" instead.
+
+    Examples
+    --------
+    >>> TableOracle(np.arange(3.0)[:, None], [0, REJECT, 1], n_classes=2)
+    TableOracle(labels=[0, REJECT, 1], n_classes=2)
     """
 
     def __init__(
@@ -132,6 +137,13 @@ class TableOracle:
         """Whether every point of the table is a row of ``X`` (``X`` holds the domain)."""
         found = self.index_of(X)
         return bool(np.isin(np.arange(self.points.shape[0]), found).all())
+
+    def __repr__(self) -> str:
+        # The labels say what the table is (its points are the caller's domain); REJECT by
+        # name so that a shrunk counterexample reads at a glance.
+        labels = ", ".join("REJECT" if v == REJECT else str(int(v)) for v in self.labels)
+        outside = "" if self.outside is None else ", outside=REJECT"
+        return f"TableOracle(labels=[{labels}], n_classes={self.n_classes}{outside})"
 
     def __call__(self, X: np.ndarray) -> np.ndarray:
         idx = self.index_of(X)

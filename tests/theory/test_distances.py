@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
-from hypothesis.extra.numpy import arrays
 
 from invariance_tradeoffs.theory.distances import (
     ClassifierInducedDistance,
@@ -18,6 +16,16 @@ from invariance_tradeoffs.theory.distances import (
     cyclic_shifts,
     dual_exponent,
     get_distance,
+)
+from invariance_tradeoffs.theory.strategies import (
+    classifier_induced_distances,
+    distances,
+    grid_points,
+    linear_classifiers,
+    lp_distances,
+    mahalanobis_distances,
+    transform_invariant_distances,
+    weighted_lp_distances,
 )
 from invariance_tradeoffs.theory.theorem import check_metric_axioms, check_metric_axioms_exhaustive
 
@@ -35,48 +43,40 @@ class FunctionDistance(Distance):
         return self.fn(X, Y)
 
 
-def triples(width: int = D, grid: bool = False):
-    """Three paired batches; on a small integer grid, coincident coordinates are common."""
-    # A fine grid instead of arbitrary floats: subnormal coordinates would underflow in
-    # squared norms and look like separation failures that are float artefacts.
-    elements = st.integers(-2, 2).map(float) if grid else st.integers(-400, 400).map(
-        lambda k: k / 80)
-    return st.integers(1, 12).flatmap(
-        lambda n: st.tuples(*(arrays(np.float64, (n, width), elements=elements)
-                              for _ in range(3))))
+# Exhaustive axiom checks over all pairs and triples of up to 8 points. A small integer grid
+# makes coincident coordinates common; a fine grid (step 1/80) stands in for real inputs
+# while staying clear of subnormal coordinates (which would underflow in squared norms and
+# look like separation failures that are float artefacts).
+def small_grid(width: int = D):
+    return grid_points(width, min_points=2, max_points=8, low=-2, high=2)
 
 
-def spd_matrices(width: int = D):
-    """Symmetric positive-definite matrices A A^T + I."""
-    return arrays(np.float64, (width, width), elements=st.floats(-2, 2)).map(
-        lambda a: a @ a.T + np.eye(width))
+def fine_grid(width: int = D):
+    return grid_points(width, min_points=2, max_points=8, low=-400, high=400, scale=1 / 80)
 
 
 # --------------------------------------------------------------------------- metrics
 
 
-@given(data=triples(grid=True), p=st.sampled_from(["l0", "l1", "l2", "l3", "linf"]))
-def test_lp_distances_are_metrics(data, p):
-    assert check_metric_axioms(LpDistance(p), *data).holds
+@given(points=small_grid(), d=lp_distances(["l0", "l1", "l2", "l3", "linf"]))
+def test_lp_distances_are_metrics(points, d):
+    assert check_metric_axioms_exhaustive(d, points).holds
 
 
-@given(data=triples(), w=arrays(np.float64, D, elements=st.floats(0.01, 10)),
-       p=st.sampled_from([1, 2, 3, "linf"]))
-def test_weighted_lp_is_metric(data, w, p):
-    assert check_metric_axioms(WeightedLpDistance(w, p), *data).holds
+@given(points=fine_grid(), d=weighted_lp_distances(D, norms=["l1", "l2", "l3", "linf"]))
+def test_weighted_lp_is_metric(points, d):
+    assert check_metric_axioms_exhaustive(d, points).holds
 
 
-@given(data=triples(), mat=spd_matrices(), as_precision=st.booleans())
-def test_mahalanobis_is_metric(data, mat, as_precision):
-    d = MahalanobisDistance(precision=mat) if as_precision else MahalanobisDistance(cov=mat)
-    assert check_metric_axioms(d, *data).holds
+@given(points=fine_grid(), d=mahalanobis_distances(D))
+def test_mahalanobis_is_metric(points, d):
+    assert check_metric_axioms_exhaustive(d, points).holds
 
 
-@given(data=triples(width=9, grid=True), p=st.sampled_from(["l0", "l1", "l2", "linf"]))
-def test_cyclic_shift_invariant_distance_is_pseudo_metric(data, p):
+@given(points=small_grid(width=9), d=transform_invariant_distances((3, 3), max_shift=1))
+def test_cyclic_shift_invariant_distance_is_pseudo_metric(points, d):
     # On 3x3 images, shifts by -1..1 are the whole group Z3 x Z3.
-    d = TransformInvariantDistance(LpDistance(p), cyclic_shifts((3, 3), 1))
-    report = check_metric_axioms(d, *data, allow_pseudo=True)
+    report = check_metric_axioms_exhaustive(d, points, allow_pseudo=True)
     assert report.holds
     assert report.counts["separation"] == 0 or report.pseudo
 
@@ -101,13 +101,10 @@ def test_shift_set_that_is_not_a_group_breaks_the_triangle_inequality():
     assert not report.holds and "triangle" in report.violated
 
 
-@given(data=triples(grid=True), w=arrays(np.float64, D, elements=st.floats(-1, 1)),
-       lam=st.floats(0.01, 10), base=st.sampled_from(["l0", "l1", "l2", "linf"]))
-def test_classifier_induced_distance_is_metric(data, w, lam, base):
-    def f(X):
-        return (X @ w > 0).astype(int) + (X[:, 0] > 1)
-
-    assert check_metric_axioms(ClassifierInducedDistance(get_distance(base), f, lam), *data).holds
+@given(points=small_grid(), d=classifier_induced_distances(
+    lp_distances(), linear_classifiers(D, n_classes=3), min_lam=0.5, max_lam=10))
+def test_classifier_induced_distance_is_metric(points, d):
+    assert check_metric_axioms_exhaustive(d, points).holds
 
 
 def test_classifier_induced_distance_adds_lam_across_the_boundary():
@@ -121,14 +118,11 @@ def test_classifier_induced_distance_adds_lam_across_the_boundary():
     np.testing.assert_allclose(d.pairwise(X, Y), [[5.0, 1.0], [5.0, 1.0]])
 
 
-@given(data=triples(width=3))
-def test_pairwise_matches_rowwise(data):
-    X, Y, _ = data
-    for d in (LpDistance(0), LpDistance(1), LpDistance("linf"), LpDistance(3),
-              WeightedLpDistance([1.0, 2.0, 0.5], 2),
-              MahalanobisDistance(cov=np.diag([1.0, 4.0, 2.0]))):
-        P = d.pairwise(X, Y)
-        np.testing.assert_allclose(np.diag(P), d(X, Y), rtol=1e-12, atol=1e-12)
+@given(X=fine_grid(width=3), d=distances(3))
+def test_pairwise_matches_rowwise(X, d):
+    Y = X[::-1] * 0.5
+    P = d.pairwise(X, Y)
+    np.testing.assert_allclose(np.diag(P), d(X, Y), rtol=1e-12, atol=1e-12)
 
 
 # --------------------------------------------------------------------------- the checker can fail

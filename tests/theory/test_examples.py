@@ -24,15 +24,18 @@ from invariance_tradeoffs.theory.robust_accuracy import (
     sensitivity_robust_accuracy,
     standard_robust_accuracy,
 )
-from proofs.checks_core import random_instance  # noqa: E402
+from invariance_tradeoffs.theory.strategies import finite_worlds, scenarios
 
-SEEDS = st.integers(0, 2**32 - 1)
+# Small worlds with a classifier and a radius (theory.strategies): tables, 1-NN, linear,
+# robust and oracle-like classifiers; radii at every boundary of the world.
+SCENARIOS = scenarios(finite_worlds(min_points=3, max_points=8))
 LINE = np.arange(4.0)[:, None]
 
 
 def definition_masks(inst, exclude_reject: bool = True):
     """Sensitivity/invariance masks straight from Definitions 1-2, pair by pair."""
-    pts, o, f = inst.points, inst.oracle.labels, inst.f.labels
+    pts, o = inst.points, inst.oracle.labels
+    f = np.asarray(inst.f(pts))
     n = pts.shape[0]
     sens = np.zeros((n, n), dtype=bool)
     inv = np.zeros((n, n), dtype=bool)
@@ -52,9 +55,8 @@ def zero(X):
 # --------------------------------------------------------------------------- definitions
 
 
-@given(seed=SEEDS)
-def test_find_examples_matches_the_definitions(seed):
-    inst = random_instance(seed)
+@given(inst=SCENARIOS)
+def test_find_examples_matches_the_definitions(inst):
     res = find_examples(inst.points, inst.points, inst.oracle, inst.f, inst.distance, inst.eps)
     sens, inv = definition_masks(inst)
     assert res.exhaustive
@@ -70,9 +72,8 @@ def test_find_examples_matches_the_definitions(seed):
         assert np.all(mask[np.flatnonzero(has), idx[has]])
 
 
-@given(seed=SEEDS)
-def test_paired_predicates_match_find_examples(seed):
-    inst = random_instance(seed)
+@given(inst=SCENARIOS)
+def test_paired_predicates_match_find_examples(inst):
     n = inst.points.shape[0]
     ii, jj = (a.ravel() for a in np.meshgrid(np.arange(n), np.arange(n), indexing="ij"))
     args = (inst.points[ii], inst.points[jj], inst.oracle, inst.f, inst.distance, inst.eps)
@@ -116,9 +117,8 @@ def test_invariance_at_a_rejected_input_and_no_reject_targets():
     assert not res.invariance[3].any()
 
 
-@given(seed=SEEDS, keep=st.integers(1, 11))
-def test_partial_search_finds_a_subset(seed, keep):
-    inst = random_instance(seed)
+@given(inst=SCENARIOS, keep=st.integers(1, 11))
+def test_partial_search_finds_a_subset(inst, keep):
     cand = inst.points[: min(keep, inst.points.shape[0] - 1)]
     full = find_examples(inst.points, inst.points, inst.oracle, inst.f, inst.distance, inst.eps)
     part = find_examples(inst.points, cand, inst.oracle, inst.f, inst.distance, inst.eps)
@@ -157,9 +157,8 @@ def test_in_ball_boundary():
 # --------------------------------------------------------------------------- robust accuracy
 
 
-@given(seed=SEEDS)
-def test_robust_accuracy_decomposition_and_ceiling(seed):
-    inst = random_instance(seed)
+@given(inst=SCENARIOS)
+def test_robust_accuracy_decomposition_and_ceiling(inst):
     n = inst.points.shape[0]
     w = np.full(n, 1.0 / n)
     args = (inst.points, inst.oracle, inst.f, inst.distance, inst.eps, inst.points, w)
@@ -186,9 +185,8 @@ def test_robust_accuracy_decomposition_and_ceiling(seed):
         assert q.kind == "exact" and np.isclose(q.value, w[getattr(rep, mask)].sum())
 
 
-@given(seed=SEEDS, keep=st.integers(1, 11))
-def test_partial_search_gives_upper_bounds(seed, keep):
-    inst = random_instance(seed)
+@given(inst=SCENARIOS, keep=st.integers(1, 11))
+def test_partial_search_gives_upper_bounds(inst, keep):
     n = inst.points.shape[0]
     w = np.full(n, 1.0 / n)
     cand = inst.points[: min(keep, n - 1)]

@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from invariance_tradeoffs.theory.distances import LpDistance
+from invariance_tradeoffs.theory.examples import in_ball
 from invariance_tradeoffs.theory.margins import (
     Margins,
     ceiling_from_margins,
@@ -16,9 +17,11 @@ from invariance_tradeoffs.theory.margins import (
     oracle_margin,
 )
 from invariance_tradeoffs.theory.oracles import REJECT, FunctionOracle, TableOracle
-from proofs.checks_core import random_instance  # noqa: E402
+from invariance_tradeoffs.theory.strategies import finite_worlds, radii
+from invariance_tradeoffs.theory.strategies.radii import world_radii
 
-SEEDS = st.integers(0, 2**32 - 1)
+# Small worlds (theory.strategies): grid points, an oracle table with REJECT, D, a distance.
+WORLDS = finite_worlds(min_points=3, max_points=8)
 LINE = np.arange(5.0)[:, None]
 
 
@@ -40,9 +43,8 @@ def uniform(n: int) -> np.ndarray:
 # --------------------------------------------------------------------------- margins
 
 
-@given(seed=SEEDS)
-def test_exhaustive_margins_are_exact_and_witnessed(seed):
-    inst = random_instance(seed)
+@given(inst=WORLDS)
+def test_exhaustive_margins_are_exact_and_witnessed(inst):
     m = oracle_margin(inst.points, inst.oracle, inst.distance, inst.points)
     assert m.exact and m.kind == "exact" and len(m) == inst.points.shape[0]
     np.testing.assert_allclose(m.values, brute_force_margins(inst), rtol=1e-12)
@@ -63,9 +65,8 @@ def test_a_wrong_margin_formula_is_detected():
     assert not np.array_equal(m, brute_force_margins(inst, reject_is_target=True))
 
 
-@given(seed=SEEDS, keep=st.integers(1, 11))
-def test_partial_candidates_give_upper_bounds(seed, keep):
-    inst = random_instance(seed)
+@given(inst=WORLDS, keep=st.integers(1, 11))
+def test_partial_candidates_give_upper_bounds(inst, keep):
     cand = inst.points[: min(keep, inst.points.shape[0] - 1)]
     m = oracle_margin(inst.points, inst.oracle, inst.distance, cand)
     assert not m.exact and m.kind == "bound"
@@ -100,18 +101,17 @@ def test_margin_is_infinite_without_another_class():
 # --------------------------------------------------------------------------- good radius
 
 
-@given(seed=SEEDS, drop=st.integers(0, 11))
-def test_good_radius_and_goodness_on_a_finite_support(seed, drop):
-    inst = random_instance(seed)
+@given(inst=WORLDS)
+def test_good_radius_and_goodness_on_a_finite_support(inst):
     m = oracle_margin(inst.points, inst.oracle, inst.distance, inst.points)
-    w = uniform(len(m))
-    w[drop % len(m)] = 0.0
-    w /= w.sum()
+    w = inst.weights  # D: zero on the rejected points and possibly on some classed ones
     radius = good_radius_from_margins(m, w)
     assert radius.kind == "exact" and radius.value == m.values[w > 0].min()
-    # Proposition 1(c): good iff eps < eps*; never good at eps = eps* (strictness).
-    for eps in (0.0, 0.5, 1.0, 2.0, 3.0):
-        assert is_good(m, eps, w) == (eps < radius.value)
+    assert radius.value == inst.good_radius.value
+    # Proposition 1(c): good iff eps < eps*; never good at eps = eps* (strictness). Every
+    # radius where the answer can change, and either side of each margin.
+    for eps in world_radii(inst):
+        assert is_good(m, eps, w) == (eps < radius.value and not in_ball(radius.value, eps))
     if np.isfinite(radius.value):
         assert not is_good(m, radius.value, w)
 
@@ -140,16 +140,16 @@ def test_good_radius_from_samples_is_an_upper_bound_with_a_mass_statement():
 # --------------------------------------------------------------------------- ceiling
 
 
-@given(seed=SEEDS, grid=st.lists(st.sampled_from([0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 9.0]),
-                                 min_size=1, max_size=6))
-def test_exact_ceiling_matches_definition_and_is_monotone(seed, grid):
-    inst = random_instance(seed)
+@given(inst=WORLDS, data=st.data())
+def test_exact_ceiling_matches_definition_and_is_monotone(inst, data):
+    grid = data.draw(st.lists(radii(inst), min_size=1, max_size=6), label="grid")
     m = oracle_margin(inst.points, inst.oracle, inst.distance, inst.points)
-    w = uniform(len(m))
+    w = inst.weights
     qs = ceiling_from_margins(m, grid, w)
     brute = brute_force_margins(inst)
     for eps, q in zip(grid, qs, strict=True):
-        assert q.kind == "exact" and np.isclose(q.value, w[brute > eps].sum())
+        assert q.kind == "exact" and np.isclose(q.value, w[~in_ball(brute, eps)].sum())
+        assert q.value == inst.ceiling(eps).value
     order = np.argsort(grid)
     values = np.array([q.value for q in qs])[order]
     assert np.all(np.diff(values) <= 1e-12)

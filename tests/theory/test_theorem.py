@@ -13,6 +13,14 @@ from invariance_tradeoffs.theory.distances import ClassifierInducedDistance
 from invariance_tradeoffs.theory.examples import in_ball
 from invariance_tradeoffs.theory.margins import oracle_margin
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
+from invariance_tradeoffs.theory.strategies import (
+    FiniteWorld,
+    finite_worlds,
+    robust_classifiers,
+    scenarios,
+    subsets,
+)
+from invariance_tradeoffs.theory.strategies.radii import world_radii
 from invariance_tradeoffs.theory.theorem import (
     LEMMA_CASES,
     check_good_at,
@@ -24,7 +32,8 @@ from invariance_tradeoffs.theory.theorem import (
 )
 from proofs import checks_core  # noqa: E402
 
-SEEDS = st.integers(0, 2**32 - 1)
+WORLDS = finite_worlds(min_points=3, max_points=8)
+SCENARIOS = scenarios(WORLDS)
 LINE = np.arange(4.0)[:, None]
 
 
@@ -73,9 +82,8 @@ def test_nn_hypotheses_are_each_necessary():
 # --------------------------------------------------------------------------- lemma
 
 
-@given(seed=SEEDS)
-def test_lemma_witnesses_are_verified(seed):
-    inst = checks_core.random_instance(seed)
+@given(inst=SCENARIOS)
+def test_lemma_witnesses_are_verified(inst):
     rep = tradeoff_lemma(inst.points, inst.oracle, inst.f, inst.distance, inst.eps, inst.points)
     assert rep.check(inst.oracle, inst.f, inst.distance)
     margins = oracle_margin(inst.points, inst.oracle, inst.distance, inst.points)
@@ -84,15 +92,25 @@ def test_lemma_witnesses_are_verified(seed):
     assert rep.witnesses().shape == (int(rep.applies.sum()), inst.points.shape[1])
 
 
-@given(seed=SEEDS, label=st.integers(0, 2))
-def test_lemma_for_certified_robust_classifiers(seed, label):
-    # A constant classifier is robust at every radius: wherever eps >= r_O(x) it must
-    # misclassify x or have an invariance example, so errors+invariance >= P[r_O <= eps].
-    inst = checks_core.random_instance(seed)
-    f = const(label)
+@given(inst=scenarios(WORLDS, classifier=lambda world, eps: robust_classifiers(
+    world, eps, centres="all")))
+def test_lemma_for_certified_robust_classifiers(inst):
+    # A classifier constant on every eps-ball (certified robust): wherever eps >= r_O(x) it
+    # must misclassify x or have an invariance example, so errors+invariance >= P[r_O <= eps].
+    f = inst.f
     rep = tradeoff_lemma(inst.points, inst.oracle, f, inst.distance, inst.eps, inst.points)
     assert rep.robust.all() and rep.holds and rep.check(inst.oracle, f, inst.distance)
     assert np.all(np.isin(rep.case[rep.applies], ("misclassified", "invariance")))
+
+
+def test_lemma_for_constant_classifiers():
+    # The simplest certified-robust classifiers, at every radius of a small world.
+    world = FiniteWorld([[0], [1], [2], [3]], [0, REJECT, 1, 1], distance="l1")
+    for label in (0, 1):
+        for eps in world_radii(world):
+            rep = tradeoff_lemma(world.points, world.oracle, const(label), "l1", eps,
+                                 world.points)
+            assert rep.robust.all() and rep.holds
 
 
 def test_lemma_cases_on_the_line():
@@ -127,9 +145,8 @@ def test_a_wrong_witness_or_case_is_rejected():
 # --------------------------------------------------------------------------- d_f direction
 
 
-@given(seed=SEEDS, lam=st.floats(0.1, 10))
-def test_df_is_good_below_lam_when_f_is_the_oracle(seed, lam):
-    inst = checks_core.random_instance(seed)
+@given(inst=SCENARIOS, lam=st.floats(0.1, 10))
+def test_df_is_good_below_lam_when_f_is_the_oracle(inst, lam):
     d_f = ClassifierInducedDistance(inst.distance, inst.oracle, lam)
     classed = inst.oracle.labels != REJECT
     if not classed.any():
@@ -139,17 +156,17 @@ def test_df_is_good_below_lam_when_f_is_the_oracle(seed, lam):
         assert rep.holds and rep.certain and rep.min_margin.value >= lam
 
 
-@given(seed=SEEDS, lam=st.floats(0.1, 10))
-def test_df_goodness_check_catches_an_imperfect_classifier(seed, lam):
+@given(inst=SCENARIOS, lam=st.floats(0.1, 10), data=st.data())
+def test_df_goodness_check_catches_an_imperfect_classifier(inst, lam, data):
     # Make f agree across one oracle boundary: f(x') = f(x) with O(x') != O(x).
-    inst = checks_core.random_instance(seed)
     o = inst.oracle.labels
     pairs = [(i, j) for i in range(len(o)) for j in range(len(o))
              if o[i] != REJECT and o[j] != REJECT and o[i] != o[j]]
     if not pairs:
         return
-    i, j = pairs[seed % len(pairs)]
-    broken = TableOracle(inst.points, np.where(np.arange(len(o)) == j, o[i], o), 3)
+    i, j = data.draw(st.sampled_from(pairs), label="pair")
+    broken = TableOracle(inst.points, np.where(np.arange(len(o)) == j, o[i], o),
+                         inst.world.n_classes)
     d = float(inst.distance(inst.points[[i]], inst.points[[j]])[0])
     lam = d + lam  # so that the failure happens at a radius below lam
     rep = check_good_at(ClassifierInducedDistance(inst.distance, broken, lam), inst.oracle,
@@ -160,14 +177,12 @@ def test_df_goodness_check_catches_an_imperfect_classifier(seed, lam):
 # --------------------------------------------------------------------------- 1-NN direction
 
 
-@given(seed=SEEDS, frac=st.floats(0.05, 1.0))
-def test_nn_direction_on_random_instances(seed, frac):
-    inst = checks_core.random_instance(seed)
+@given(inst=SCENARIOS, data=st.data())
+def test_nn_direction_on_random_instances(inst, data):
     classed = np.flatnonzero(inst.oracle.labels != REJECT)
     if classed.size == 0:
         return
-    rng = np.random.default_rng(seed)
-    sample = rng.choice(classed, size=max(1, int(frac * classed.size)), replace=False)
+    sample = data.draw(subsets(classed.tolist(), 1, classed.size), label="sample")
     region = inst.points[classed]
     rep = check_nn_direction(region, inst.oracle, inst.points[sample], inst.distance,
                              inst.eps, candidates=inst.points)
@@ -209,9 +224,8 @@ def test_nn_report_detects_a_violated_claim():
     assert not dataclasses.replace(rep, errors=np.array([2])).holds
 
 
-@given(seed=SEEDS, k=st.integers(1, 12))
-def test_covering_radius_and_nearest_neighbour(seed, k):
-    inst = checks_core.random_instance(seed)
+@given(inst=SCENARIOS, k=st.integers(1, 12))
+def test_covering_radius_and_nearest_neighbour(inst, k):
     sample = inst.points[: min(k, inst.points.shape[0])]
     D = inst.distance.pairwise(inst.points, sample)
     q = covering_radius(inst.points, sample, inst.distance)

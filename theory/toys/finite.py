@@ -23,7 +23,7 @@ import numpy as np
 from scipy import sparse
 from scipy.sparse.csgraph import connected_components
 
-from invariance_tradeoffs.theory.distances import get_distance
+from invariance_tradeoffs.theory.distances import Distance, get_distance
 from invariance_tradeoffs.theory.examples import in_ball, row_blocks
 from invariance_tradeoffs.theory.margins import (
     ceiling_from_margins,
@@ -45,7 +45,7 @@ from invariance_tradeoffs.theory.validation import (
     check_n_classes,
 )
 
-__all__ = ["FiniteDomain", "RobustOptimal", "binary_images", "BINARY_RULES"]
+__all__ = ["FiniteDomain", "RobustOptimal", "binary_images", "eps_ball_graph", "BINARY_RULES"]
 
 @dataclass(frozen=True)
 class RobustOptimal:
@@ -154,15 +154,8 @@ class FiniteDomain(ToyBase):
         Returns ``(adjacency, A)`` with ``A = [d(x, z) <= eps]`` (support x domain,
         sparse; row ``i`` is the ball of ``support[i]``) and adjacency ``A A^T > 0``.
         """
-        eps = check_eps(eps)
-        norm = self.check_norm(norm)
-        dist = get_distance(norm)
-        blocks = []
-        for rows in row_blocks(self.support.size, self.points.shape[0]):
-            d = dist.pairwise(self.points[self.support[rows]], self.points)
-            blocks.append(sparse.csr_matrix(in_ball(d, eps)))
-        A = sparse.vstack(blocks).astype(np.int64).tocsr()
-        return (A @ A.T > 0).tocsr(), A
+        return eps_ball_graph(self.points, self.support, get_distance(self.check_norm(norm)),
+                              eps)
 
     def robust_optimal(self, eps: float, norm: str) -> RobustOptimal:
         """The least-error classifier constant on every eps-ball of a support point.
@@ -200,6 +193,48 @@ class FiniteDomain(ToyBase):
         _, A = self.ball_graph(eps, norm)
         coo = A.tocoo()
         return bool(np.all(pred[coo.col] == pred[self.support[coo.row]]))
+
+
+def eps_ball_graph(points: np.ndarray, centres: np.ndarray, distance: Distance,
+                   eps: float) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """Which eps-balls of a finite domain overlap: the constraint graph of robustness.
+
+    A classifier constant on ``B(x, eps)`` for every centre ``x`` must give one label to
+    each connected component of the adjacency returned here.
+
+    Parameters
+    ----------
+    points : ndarray, shape (m, d)
+        The whole domain.
+    centres : ndarray of int, shape (k,)
+        Domain indices of the ball centres (e.g. the support of D).
+    distance : Distance
+        ``d``; balls are closed (:func:`~theory.examples.in_ball`).
+    eps : float
+        The radius.
+
+    Returns
+    -------
+    adjacency : sparse (k, k)
+        ``x ~ x'`` iff some domain point lies in both balls.
+    A : sparse (k, m)
+        ``A[i, z] = [d(points[centres[i]], points[z]) <= eps]``: row ``i`` is a ball.
+
+    Examples
+    --------
+    >>> from invariance_tradeoffs.theory.distances import LpDistance
+    >>> adj, A = eps_ball_graph(np.arange(3.0)[:, None], np.array([0, 2]), LpDistance(1), 1.0)
+    >>> adj.toarray().astype(int).tolist(), A.toarray().tolist()
+    ([[1, 1], [1, 1]], [[1, 1, 0], [0, 1, 1]])
+    """
+    eps = check_eps(eps)
+    centres = np.asarray(centres, dtype=np.int64)
+    blocks = [sparse.csr_matrix((0, points.shape[0]), dtype=np.int64)]
+    for rows in row_blocks(centres.size, points.shape[0]):
+        d = distance.pairwise(points[centres[rows]], points)
+        blocks.append(sparse.csr_matrix(in_ball(d, eps)))
+    A = sparse.vstack(blocks).astype(np.int64).tocsr()
+    return (A @ A.T > 0).tocsr(), A
 
 
 def _rule_orientation(imgs: np.ndarray) -> np.ndarray:

@@ -10,17 +10,21 @@ from scipy.sparse.csgraph import connected_components
 
 from invariance_tradeoffs.theory.oracles import REJECT, TableOracle
 from invariance_tradeoffs.theory.results import exact
+from invariance_tradeoffs.theory.strategies import finite_domains, radii
 from invariance_tradeoffs.theory.toys import FiniteDomain, RobustOptimal, binary_images
 from proofs import checks_closed_forms as C  # noqa: E402
 
 NORMS = ("l0", "l1", "l2", "linf")
 
 
+# Finite domains on a line of up to 9 points (theory.strategies): random labels or regions
+# with REJECT between them, some classed points outside the support.
+LINES = finite_domains(min_points=2, max_points=9, max_features=1, high=8)
+
+
 @settings(max_examples=30, deadline=None)
-@given(k=st.integers(2, 9), seed=st.integers(0, 10_000), classes=st.integers(2, 3),
-       norm=st.sampled_from(NORMS))
-def test_margins_good_radius_ceiling_equal_loops(k, seed, classes, norm):
-    fam = C.random_line_domain(k, seed, n_classes=classes)
+@given(fam=LINES, norm=st.sampled_from(NORMS))
+def test_margins_good_radius_ceiling_equal_loops(fam, norm):
     C.check_margins(fam, fam.points, norm)
     C.check_good_radius_finite_support(fam, norm)
     ref = C.reference_margin(fam, fam.points, norm)
@@ -78,10 +82,10 @@ def test_ball_graph_links_points_whose_balls_share_a_domain_point():
 
 
 @settings(max_examples=40, deadline=None)
-@given(k=st.integers(2, 8), seed=st.integers(0, 10_000), eps=st.floats(0, 3),
-       norm=st.sampled_from(("l1", "l0")))
-def test_robust_optimal_equals_enumeration_of_all_classifiers(k, seed, eps, norm):
-    C.check_robust_optimal_bruteforce(C.random_line_domain(k, seed), eps, norm)
+@given(fam=finite_domains(min_points=2, max_points=8, max_features=1, high=7, max_classes=2),
+       eps=radii(max_value=3), norm=st.sampled_from(("l1", "l0")))
+def test_robust_optimal_equals_enumeration_of_all_classifiers(fam, eps, norm):
+    C.check_robust_optimal_bruteforce(fam, eps, norm)
 
 
 @pytest.mark.parametrize("eps", [0.0, 1.0, 1.5, 2.0])

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
+from invariance_tradeoffs.theory.strategies import family_instances
 from invariance_tradeoffs.theory.toys import (
     ConcentricSpheres,
     GlyphDigits,
     LinearGaussian,
     OverlyRobustFeature,
-    Tsipras,
     linear_margin,
 )
 from invariance_tradeoffs.theory.toys.glyphs import DIGIT_CODES
@@ -28,22 +28,17 @@ coord = st.floats(-3, 3, allow_nan=False, allow_infinity=False)
 
 
 @settings(max_examples=40, deadline=None)
-@given(d=st.integers(1, 4), data=st.data(), norm=st.sampled_from(NORMS))
-def test_linear_margin_equals_solver(d, data, norm):
-    w = np.array(data.draw(st.lists(coord, min_size=d, max_size=d)))
-    assume(np.abs(w).max() > 0.05)
-    b = data.draw(coord)
-    fam = LinearGaussian(d=d, w=w, b=b)
-    X = data.draw(arrays(float, (3, d), elements=coord))
+@given(fam=family_instances("linear-gaussian"), data=st.data(), norm=st.sampled_from(NORMS))
+def test_linear_margin_equals_solver(fam, data, norm):
+    X = data.draw(arrays(float, (3, fam.d), elements=coord))
     C.check_margins(fam, X, norm)
 
 
 @settings(max_examples=25, deadline=None)
-@given(data=st.data(), norm=st.sampled_from(("l1", "l2", "linf")))
-def test_tsipras_margin_equals_solver(data, norm):
-    fam = Tsipras(d=data.draw(st.integers(1, 5)), p=data.draw(st.floats(0.55, 0.99)),
-                  eta=data.draw(st.floats(0.05, 2.0)))
-    X, _ = fam.sample(3, seed=data.draw(st.integers(0, 1000)))
+@given(fam=family_instances("tsipras"), seed=st.integers(0, 1000),
+       norm=st.sampled_from(("l1", "l2", "linf")))
+def test_tsipras_margin_equals_solver(fam, seed, norm):
+    X, _ = fam.sample(3, seed=seed)
     C.check_margins(fam, X, norm)
 
 
@@ -111,12 +106,9 @@ def test_overly_robust_margin_zero_on_boundary_and_feature_classifier_is_overly_
 
 
 @settings(max_examples=30, deadline=None)
-@given(d=st.integers(1, 4), data=st.data(), norm=st.sampled_from(NORMS))
-def test_sphere_margins_equal_solver(d, data, norm):
-    gaps = data.draw(st.lists(st.floats(0.2, 2.0), min_size=2, max_size=3))
-    radii = np.cumsum([data.draw(st.floats(0.0, 1.0))] + gaps)
-    fam = ConcentricSpheres(d=d, radii=radii)
-    X = data.draw(arrays(float, (3, d), elements=st.floats(-4, 4)))
+@given(fam=family_instances("spheres"), data=st.data(), norm=st.sampled_from(NORMS))
+def test_sphere_margins_equal_solver(fam, data, norm):
+    X = data.draw(arrays(float, (3, fam.d), elements=st.floats(-4, 4)))
     C.check_margins(fam, X, norm)
 
 
