@@ -38,10 +38,12 @@ def printed(test) -> str:
         test()
     lines = [f"AssertionError: {info.value}"]
     for note in getattr(info.value, "__notes__", []):
-        if note.startswith(("Explanation:", "You can reproduce")):
+        # Under CI Hypothesis adds a blank note and a @reproduce_failure blob: not the
+        # counterexample, and not what a developer's run prints.
+        if note.strip().startswith(("Explanation:", "You can reproduce")):
             break
         lines.append(note)
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip()
 
 
 def shown(name: str) -> str:
