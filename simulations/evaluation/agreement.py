@@ -196,14 +196,22 @@ def certify_at_sources(model: ModelAdapter, sources: np.ndarray, original_labels
     return certify(model, to_model_input(sources, "sources"), original_labels, radii)
 
 
-def _pgd_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
-                  pgd: PGDSettings) -> Quantity | None:
-    from invariance_tradeoffs.simulations.attacks.pgd import pgd_robust_accuracy
+def _has_gradients(model: ModelAdapter) -> bool:
+    """Whether gradient attacks (PGD, AutoAttack) apply: a torch model or convertible."""
     from invariance_tradeoffs.simulations.models.adapters import as_torch_model
 
     try:
         as_torch_model(model)
     except (TypeError, ImportError):
+        return False
+    return True
+
+
+def _pgd_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
+                  pgd: PGDSettings) -> Quantity | None:
+    from invariance_tradeoffs.simulations.attacks.pgd import pgd_robust_accuracy
+
+    if not _has_gradients(model):
         return None
     return pgd_robust_accuracy(model, x, y, eps, **pgd.kwargs())
 
@@ -211,12 +219,9 @@ def _pgd_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
 def _autoattack_accuracy(model: ModelAdapter, x: np.ndarray, y: np.ndarray, eps: float,
                          aa: AutoAttackSettings) -> Quantity | None:
     from invariance_tradeoffs.simulations.attacks.autoattack import autoattack_robust_accuracy
-    from invariance_tradeoffs.simulations.models.adapters import as_torch_model
 
-    try:
-        as_torch_model(model)
-    except (TypeError, ImportError):
-        return None  # no gradients: AutoAttack does not apply (as PGD)
+    if not _has_gradients(model):
+        return None
     m = len(x) if aa.n is None else min(aa.n, len(x))
     return autoattack_robust_accuracy(model, x[:m], y[:m], eps, version=aa.version,
                                       seed=aa.seed)
