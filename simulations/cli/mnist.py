@@ -5,6 +5,7 @@ Commands::
     tradeoffs mnist download [--data-dir DIR] [--mnist-url URL] [--release-url URL]
     tradeoffs mnist published [--published-dir DIR] [--data-dir DIR]
     tradeoffs mnist reproduce-linf [--eps 0.3 0.4] [--align] [--n-jobs N]
+    tradeoffs mnist judges [--judges knn abs proxy ensemble] [--json FILE]
     tradeoffs mnist attack linf|l0 ...        (see invariance_tradeoffs.simulations.cli.attack)
     tradeoffs mnist evaluate --model NAME ...
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.attacks.l0.judges import JUDGE_NAMES
 from invariance_tradeoffs.simulations.cli import attack
 from invariance_tradeoffs.simulations.cli.args import (
     add_data_args,
@@ -148,6 +150,50 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judges(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from invariance_tradeoffs.simulations.attacks.l0.judges import MeanJudge, build_judge
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
+    from invariance_tradeoffs.simulations.evaluation.judge_validation import (
+        validate_judges,
+        validation_table,
+    )
+    from invariance_tradeoffs.simulations.io import atomic_write, to_jsonable
+
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
+    train = load_mnist("train", args.data_dir)
+    opts = {"abs_config": args.abs_config, "proxy_config": args.proxy,
+            "cache_dir": args.cache_dir, "progress": not args.no_progress}
+    built: dict = {}
+    for name in ("knn", "abs", "proxy"):
+        if name in args.judges or "ensemble" in args.judges:
+            start = time.perf_counter()
+            built[name] = build_judge(name, train.images, train.labels, **opts)
+            print(f"judge {name}: {built[name]!r} ready in {time.perf_counter() - start:.1f} s")
+    judges = {n: built[n] for n in args.judges if n != "ensemble"}
+    if "ensemble" in args.judges:
+        judges["ensemble"] = MeanJudge({n: built[n] for n in ("knn", "abs", "proxy")})
+    result = validate_judges(judges, sets)
+    print(f"published sets: {', '.join(sets)} (from {sets.folder})"
+          + "".join(f"; missing {k}" for k in sets.missing))
+    print(validation_table(result))
+    if args.json:
+        out = {**result, "judge_repr": {k: repr(v) for k, v in judges.items()},
+               "options": {k: v for k, v in opts.items() if k != "progress"},
+               "missing_sets": sets.missing}
+        atomic_write(args.json, lambda p: Path(p).write_text(json.dumps(to_jsonable(out),
+                                                                       indent=1)))
+        print(f"full result -> {args.json}")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mnist",
@@ -195,6 +241,25 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_jobs(p, what="worker processes of step 1")
     add_data_args(p)
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser(
+        "judges",
+        help="validate the judges (k-NN, ABS VAEs, proxy, ensemble) against the human "
+        "labels of every published set",
+        description="For every judge and every published human-labelled set found: "
+        "agreement with the human labels overall, on label-changed and on unchanged "
+        "examples, and the reject rate (estimates with 95%% Clopper-Pearson intervals). "
+        "Judges are fitted on MNIST training data only (trained and cached when missing).")
+    p.add_argument("--judges", nargs="+", choices=JUDGE_NAMES, default=list(JUDGE_NAMES),
+                   metavar="NAME", help="judges to validate, of "
+                   f"{', '.join(JUDGE_NAMES)} (default: all)")
+    attack.add_judge_args(p, what="ignored here: see --judges")
+    add_threads(p)
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the full result (intervals, every label) as JSON")
+    add_data_args(p)
+    add_progress(p)
+    p.set_defaults(func=_cmd_judges)
 
     attack.add_parser(sub)
 

@@ -1,0 +1,109 @@
+"""Validation of judges against the published human labels (real sets when present)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from invariance_tradeoffs.simulations.attacks.l0.judges import (
+    JUDGE_NAMES,
+    KNNJudge,
+    MeanJudge,
+    ProbabilityJudge,
+    build_judge,
+    judge_labels,
+)
+from invariance_tradeoffs.simulations.evaluation.judge_validation import (
+    judged_change_rate,
+    validate_judges,
+    validation_table,
+)
+from invariance_tradeoffs.theory.oracles import REJECT
+
+
+@pytest.fixture(scope="module")
+def sets(mnist_dir, published_dir):
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
+
+    return load_published_examples(published_dir, data_dir=mnist_dir)
+
+
+def _lookup(sets, which):
+    """A judge answering, for each published example, ``which(set)``'s label."""
+    table = {s.examples[i].tobytes(): int(lab) for s in sets.values()
+             for i, lab in enumerate(which(s))}
+    return lambda imgs: np.array([table[np.asarray(x, np.float64).tobytes()] for x in imgs])
+
+
+def test_validation_on_the_real_published_sets(sets, mnist_dir):
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+    train = load_mnist("train", mnist_dir)
+    judges = {
+        "human copy": _lookup(sets, lambda s: s.human_labels),
+        "source label": _lookup(sets, lambda s: s.original_labels),
+        "rejects all": lambda imgs: np.full(len(imgs), REJECT),
+        "knn": KNNJudge(train.images[:5000], train.labels[:5000]),
+    }
+    res = validate_judges(judges, sets)
+    n_all = sum(s.n for s in sets.values())
+    n_changed = sum(int(s.human_changed.sum()) for s in sets.values())
+    copy, src, rej = (res["judges"][k]["pooled"] for k in
+                      ("human copy", "source label", "rejects all"))
+    assert copy["n"] == n_all and copy["n_label_changed"] == n_changed
+    assert float(copy["agreement"]) == 1 and float(copy["agreement_label_changed"]) == 1
+    assert float(src["agreement_label_changed"]) == 0 and float(src["agreement_unchanged"]) == 1
+    assert float(src["agreement"]) == pytest.approx(1 - n_changed / n_all)
+    assert float(rej["agreement"]) == 0 and float(rej["reject_rate"]) == 1
+    for name, pset in sets.items():
+        r = res["judges"]["knn"]["sets"][name]
+        agree = np.mean(res["labels"]["knn"][name] == pset.human_labels)
+        assert float(r["agreement"]) == pytest.approx(agree)
+        assert r["agreement"].low <= agree <= r["agreement"].high
+    table = validation_table(res)
+    assert table.count("\n") == 1 + len(judges) * (len(sets) + 1)
+    assert "| knn | pooled |" in table
+
+
+def test_judged_change_rate_counts_rejects_as_changes():
+    judge = lambda imgs: np.array([1, 2, REJECT, 4])  # noqa: E731
+    r = judged_change_rate(judge, np.zeros((4, 28, 28)), [1, 1, 1, 4], targets=[2, 2, 3, 5])
+    assert float(r["changed"]) == 0.5 and float(r["rejected"]) == 0.25
+    assert float(r["reads_as_target"]) == 0.25
+    with pytest.raises(ValueError, match="original_labels"):
+        judged_change_rate(judge, np.zeros((4, 28, 28)), [1, 1, 1])
+    with pytest.raises(ValueError, match="targets"):
+        judged_change_rate(judge, np.zeros((4, 28, 28)), [1, 1, 1, 1], targets=[1])
+
+
+def test_judge_wrappers_and_the_ensemble():
+    class Labeller:
+        name = "fake"
+
+        def predict_proba(self, x):
+            assert x.shape[1:] == (1, 28, 28) and x.dtype == np.float32
+            p = np.zeros((len(x), 10))
+            p[:, 3] = 1
+            return p
+
+    pj = ProbabilityJudge(Labeller())
+    mean = MeanJudge({"a": pj, "b": lambda imgs: np.full(len(imgs), 5),
+                      "c": lambda imgs: np.full(len(imgs), REJECT)})
+    probs = mean(np.zeros((2, 28, 28)))
+    np.testing.assert_allclose(probs[:, [3, 5]], 1 / 3)
+    assert probs.sum(axis=1).tolist() == pytest.approx([2 / 3, 2 / 3])
+    assert judge_labels(mean, np.zeros((2, 28, 28))).tolist() == [3, 3]  # tie: lower class
+    assert judge_labels(lambda imgs: np.zeros((len(imgs), 10)),
+                        np.zeros((1, 28, 28))).tolist() == [REJECT]
+    with pytest.raises(TypeError, match="predict_proba"):
+        ProbabilityJudge(object())
+    with pytest.raises(ValueError, match="judges"):
+        MeanJudge({})
+    with pytest.raises(ValueError, match="judges"):
+        validate_judges({}, {"x": None})
+
+
+def test_unknown_judge_name_is_an_error_naming_the_argument():
+    with pytest.raises(ValueError, match="judge must be one of knn, abs, proxy, ensemble"):
+        build_judge("human", np.zeros((10, 28, 28), np.uint8), np.arange(10))
+    assert JUDGE_NAMES == ("knn", "abs", "proxy", "ensemble")
