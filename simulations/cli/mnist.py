@@ -155,14 +155,21 @@ def _cmd_judges(args: argparse.Namespace) -> int:
     import time
 
     from invariance_tradeoffs.simulations.attacks.l0.judges import MeanJudge, build_judge
+    from invariance_tradeoffs.simulations.attacks.runs import load_run
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import load_published_examples
     from invariance_tradeoffs.simulations.evaluation.judge_validation import (
+        judge_run,
+        run_table,
+        save_verdict_grid,
         validate_judges,
         validation_table,
     )
     from invariance_tradeoffs.simulations.io import atomic_write, to_jsonable
 
+    for path in args.runs or []:  # before any training: a wrong path fails at once
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--runs {path}: no such run file")
     if args.threads is not None:
         import torch
 
@@ -184,7 +191,18 @@ def _cmd_judges(args: argparse.Namespace) -> int:
     print(f"published sets: {', '.join(sets)} (from {sets.folder})"
           + "".join(f"; missing {k}" for k in sets.missing))
     print(validation_table(result))
+    judged_runs = []
+    for path in args.runs or []:
+        run = load_run(path)
+        judged = judge_run(judges, run)
+        grid = save_verdict_grid(Path(path).with_suffix(".judges.png"), run, judged["judges"],
+                                 title=f"{Path(path).stem}: source | example; judges' labels")
+        judged_runs.append((Path(path).stem, run, judged))
+        print(f"verdict grid of {path} -> {grid}")
+    if judged_runs:
+        print(run_table(judged_runs))
     if args.json:
+        result["runs"] = {name: judged for name, _, judged in judged_runs}
         out = {**result, "judge_repr": {k: repr(v) for k, v in judges.items()},
                "options": {k: v for k, v in opts.items() if k != "progress"},
                "missing_sets": sets.missing}
@@ -255,6 +273,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    f"{', '.join(JUDGE_NAMES)} (default: all)")
     attack.add_judge_args(p, what="ignored here: see --judges")
     add_threads(p)
+    p.add_argument("--runs", nargs="+", metavar="RUN.npz", default=None,
+                   help="attack runs (.npz of `mnist attack`) to judge: per run, the judged "
+                   "label-change rate under every judge (a table) and a verdict grid "
+                   "RUN.judges.png")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="also write the full result (intervals, every label) as JSON")
     add_data_args(p)

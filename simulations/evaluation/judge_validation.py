@@ -30,7 +30,8 @@ from invariance_tradeoffs.simulations.evaluation.agreement import agreement_stat
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.results import Quantity, proportion_estimate
 
-__all__ = ["judged_change_rate", "validate_judges", "validation_table"]
+__all__ = ["judge_run", "judged_change_rate", "run_table", "save_verdict_grid",
+           "validate_judges", "validation_table"]
 
 _KEEP = ("n", "n_label_changed", "agreement", "agreement_label_changed", "agreement_unchanged")
 
@@ -116,6 +117,59 @@ def judged_change_rate(judge: Judge, examples: np.ndarray, original_labels: np.n
     return out
 
 
+def judge_run(judges: dict[str, Judge], run: Any) -> dict:
+    """Every judge's verdict on the examples of an attack run
+    (:class:`~invariance_tradeoffs.simulations.attacks.runs.AttackRun`).
+
+    A source without an example (NaN distortion: the attack failed) is not an invariance
+    example: it counts as *unchanged* for every judge (its "example" is the source), so
+    the rates are over all sources of the run. Returns ``judges.<name>``: the output of
+    :func:`judged_change_rate` (with ``reads_as_target`` against the run's targets), and
+    ``n_failures``.
+    """
+    found = np.isfinite(np.asarray(run.distortion, dtype=np.float64))
+    orig = np.asarray(run.source_labels, dtype=np.int64)
+    out: dict[str, Any] = {"n": int(run.n), "n_failures": int((~found).sum()), "judges": {}}
+    for name, judge in judges.items():
+        res = judged_change_rate(judge, run.examples, orig, run.targets,
+                                 what=f"the run's {run.n} sources' examples")
+        res["labels"] = np.where(found, res["labels"], orig)  # failures: no change
+        n = len(orig)
+        changed = int(np.sum(res["labels"] != orig))
+        res["changed"] = proportion_estimate(
+            changed, n, f"judged label-change rate ({name}) over all {n} sources "
+            "(a failure counts as unchanged)")
+        res["rejected"] = proportion_estimate(
+            int(np.sum(res["labels"] == REJECT)), n,
+            f"share of the {n} sources whose example {name} rejects")
+        res["reads_as_target"] = proportion_estimate(
+            int(np.sum(found & (res["labels"] == run.targets))), n,
+            f"share of the {n} sources whose example {name} reads as the attack's target")
+        out["judges"][name] = res
+    return out
+
+
+def save_verdict_grid(path: Any, run: Any, verdicts: dict, *, per_row: int = 10,
+                      title: str | None = None) -> Any:
+    """PNG of every (source | example) pair of ``run`` captioned with the index, the
+    source class -> the attack's target, the l0 / distortion, and each judge's label
+    (``verdicts``: the ``judges`` of :func:`judge_run`; ``R`` = reject)."""
+    from invariance_tradeoffs.simulations.plotting import save_pair_grid
+
+    def lab(v: int) -> str:
+        return "R" if v == REJECT else str(int(v))
+
+    captions = []
+    for i in range(run.n):
+        d = run.distortion[i]
+        head = (f"#{int(run.source_indices[i])} {int(run.source_labels[i])}>"
+                f"{lab(run.targets[i])} " + ("fail" if not np.isfinite(d) else f"d={d:.3g}"))
+        captions.append(head + "\n" + " ".join(f"{k[:3]}:{lab(v['labels'][i])}"
+                                               for k, v in verdicts.items()))
+    return save_pair_grid(path, run.sources, run.examples, captions, per_row=per_row,
+                          title=title)
+
+
 def _ci(q: Quantity | None) -> str:
     from invariance_tradeoffs.simulations.experiments.reproduce.report import fmt
 
@@ -133,3 +187,25 @@ def validation_table(result: dict) -> str:
                 f"{_ci(r['agreement'])} | {_ci(r['agreement_label_changed'])} | "
                 f"{_ci(r['agreement_unchanged'])} | {_ci(r['reject_rate'])} |")
     return "\n".join(rows)
+
+
+def run_table(rows: list[tuple[str, Any, dict]]) -> str:
+    """Markdown table of attack runs judged by :func:`judge_run`: one row per run
+    (``(name, run, judged)``) with the median distortion over all sources (a failure
+    counts as infinite), failures, the summed per-source attack time when recorded, and
+    per judge the judged label-change rate (95% CI)."""
+    if not rows:
+        raise ValueError("rows must hold at least one run")
+    judges = list(rows[0][2]["judges"])
+    head = ["run", "median distortion (all)", "failures", "attack time (s, summed)",
+            *(f"changed: {j}" for j in judges)]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name, run, judged in rows:
+        dist = np.asarray(run.distortion, dtype=np.float64)
+        med = float(np.median(np.where(np.isfinite(dist), dist, np.inf)))
+        secs = run.extras.get("seconds")
+        cells = [name, f"{med:.3g}", str(judged["n_failures"]),
+                 "-" if secs is None else f"{float(np.sum(secs)):.0f}",
+                 *(_ci(judged["judges"][j]["changed"]) for j in judges)]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -128,7 +128,7 @@ class ABSConfig:
     hidden: int = 256
     n_train: int | None = None
     n_holdout: int = 5000
-    epochs: int = 6
+    epochs: int = 20
     batch_size: int = 128
     lr: float = 1e-3
     seed: int = 2000

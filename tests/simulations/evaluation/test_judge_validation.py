@@ -107,3 +107,55 @@ def test_unknown_judge_name_is_an_error_naming_the_argument():
     with pytest.raises(ValueError, match="judge must be one of knn, abs, proxy, ensemble"):
         build_judge("human", np.zeros((10, 28, 28), np.uint8), np.arange(10))
     assert JUDGE_NAMES == ("knn", "abs", "proxy", "ensemble")
+
+
+def test_judging_a_run_counts_failures_as_unchanged_and_draws_every_verdict(mnist_dir,
+                                                                           tmp_path):
+    from invariance_tradeoffs.simulations.attacks.runs import AttackRun
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.evaluation.judge_validation import (
+        judge_run,
+        run_table,
+        save_verdict_grid,
+    )
+
+    test = load_mnist("test", mnist_dir)
+    src = test.images[:4] / 255.0
+    ex = src.copy()
+    ex[1] = test.images[np.flatnonzero(test.labels == 8)[0]] / 255.0  # a real 8
+    ex[2] = 0.0  # blank
+    run = AttackRun(sources=src, source_indices=np.arange(4), source_labels=test.labels[:4],
+                    examples=ex, targets=np.array([REJECT, 8, 3, 5]),
+                    distortion=np.array([np.nan, 40.0, 90.0, 0.0]), params={},
+                    extras={"seconds": np.ones(4)})
+    # an oracle-like judge: 8 for the real 8, reject for the blank, else the source label
+    known = {ex[1].tobytes(): 8, ex[2].tobytes(): REJECT}
+
+    def oracle(imgs):
+        return np.array([known.get(np.asarray(x, np.float64).tobytes(), int(y))
+                         for x, y in zip(imgs, run.source_labels, strict=True)])
+
+    judged = judge_run({"oracle": oracle}, run)
+    r = judged["judges"]["oracle"]
+    assert judged["n_failures"] == 1 and r["labels"].tolist() == [
+        int(run.source_labels[0]), 8, REJECT, int(run.source_labels[3])]
+    assert float(r["changed"]) == 0.5 and float(r["rejected"]) == 0.25
+    assert float(r["reads_as_target"]) == 0.25
+    table = run_table([("toy", run, judged)])
+    assert "| toy | 65 | 1 | 4 | 0.500" in table
+    png = save_verdict_grid(tmp_path / "v.png", run, judged["judges"], per_row=2, title="t")
+    assert png.is_file() and png.stat().st_size > 1000
+    with pytest.raises(ValueError, match="rows"):
+        run_table([])
+
+
+def test_pair_grid_checks_its_inputs(tmp_path):
+    from invariance_tradeoffs.simulations.plotting import save_pair_grid
+
+    a = np.zeros((3, 28, 28))
+    with pytest.raises(ValueError, match="captions"):
+        save_pair_grid(tmp_path / "x.png", a, a, ["a"])
+    with pytest.raises(ValueError, match="sources and examples"):
+        save_pair_grid(tmp_path / "x.png", a, a[:2], ["a", "b", "c"])
+    with pytest.raises(ValueError, match="per_row"):
+        save_pair_grid(tmp_path / "x.png", a, a, ["a", "b", "c"], per_row=0)
