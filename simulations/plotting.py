@@ -542,7 +542,8 @@ def save_pair_grid(
             ax.set_title(captions[k], fontsize=6, pad=2)
     if title:
         fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+    # leave the top strip to the title (about 0.3 inch)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight() if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
