@@ -14,6 +14,16 @@ N_TRAIN = 3000
 FAST = BUDGETS["fast"]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Torch's two threads on a busy 2-core machine are many times slower than one."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
@@ -59,25 +69,34 @@ def test_accepted_edits_are_those_the_configured_judge_reads_as_the_target(mnist
     assert reads_as(inner, r.example[None], r.target, min_confidence=0.5)[0]
 
 
-def test_batch_attack_builds_and_uses_the_named_judge(mnist, tmp_path):
+def test_batch_attack_builds_the_named_judge(mnist, tmp_path):
     pytest.importorskip("torch")
-    from invariance_tradeoffs.simulations.models.abs_judge import ABSJudge, train_abs
+    train, test = mnist
+    opts = {"abs_config": "abs-tiny", "cache_dir": tmp_path}
+    _, params = batch_attack(train, test, n_train=N_TRAIN, budget="fast", judge="abs",
+                             judge_options=opts)
+    assert params["judge_name"] == "abs" and params["judge"].startswith("ABSJudge('abs-tiny'")
+    _, knn_params = batch_attack(train, test, n_train=N_TRAIN, budget="fast")
+    assert knn_params["judge_name"] == "knn" and knn_params["judge"].startswith("KNNJudge")
+
+
+@pytest.mark.slow
+def test_batch_attack_examples_read_as_targets_to_the_abs_judge(mnist, tmp_path):
+    """About a minute on a loaded 2-core machine: every candidate image is scored."""
+    pytest.importorskip("torch")
+    from invariance_tradeoffs.simulations.models.abs_judge import train_abs
 
     train, test = mnist
     opts = {"abs_config": "abs-tiny", "cache_dir": tmp_path}
-    batch, params = batch_attack(train, test, n_train=N_TRAIN, budget="fast", judge="abs",
-                                 judge_options=opts, random_state=3, targets={2: (1,)},
-                                 max_subsets=64)
-    assert params["judge_name"] == "abs" and params["judge"].startswith("ABSJudge('abs-tiny'")
-    out = batch(np.array([1]))  # a 2; the tiny ABS judge scores every candidate image
+    batch, _ = batch_attack(train, test, n_train=N_TRAIN, budget="fast", judge="abs",
+                            judge_options=opts, random_state=3, targets={2: (1,)},
+                            max_subsets=64)
+    out = batch(np.array([1]))  # a 2
     ok = np.isfinite(out["distortion"])
     assert ok.any()
     judge = train_abs("abs-tiny", train.images, train.labels, cache_dir=tmp_path)
-    assert isinstance(judge, ABSJudge)
     # the examples read as their targets to the ABS judge (the k-NN judge need not agree)
     assert reads_as(judge, out["examples"][ok], out["targets"][ok], min_confidence=0.5).all()
-    _, knn_params = batch_attack(train, test, n_train=N_TRAIN, budget="fast")
-    assert knn_params["judge_name"] == "knn" and knn_params["judge"].startswith("KNNJudge")
 
 
 def test_unknown_judge_names_are_errors(mnist, capsys, mnist_dir, tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -19,6 +21,16 @@ from invariance_tradeoffs.simulations.evaluation.judge_validation import (
     validation_table,
 )
 from invariance_tradeoffs.theory.oracles import REJECT
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Torch's two threads on a busy 2-core machine are many times slower than one."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +171,32 @@ def test_pair_grid_checks_its_inputs(tmp_path):
         save_pair_grid(tmp_path / "x.png", a, a[:2], ["a", "b", "c"])
     with pytest.raises(ValueError, match="per_row"):
         save_pair_grid(tmp_path / "x.png", a, a, ["a", "b", "c"], per_row=0)
+
+
+def test_judges_command_validates_and_judges_runs(mnist_dir, published_dir, tmp_path,
+                                                  capsys):
+    pytest.importorskip("torch")
+    from invariance_tradeoffs.simulations.attacks.runs import AttackRun, save_run
+    from invariance_tradeoffs.simulations.cli import main
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+    test = load_mnist("test", mnist_dir)
+    run_path = save_run(tmp_path / "toy.npz", AttackRun(
+        sources=test.images[:3], source_indices=np.arange(3), source_labels=test.labels[:3],
+        examples=test.images[[5, 1, 2]], targets=np.array([int(test.labels[5]), REJECT, 0]),
+        distortion=np.array([9.0, np.nan, 1.0]), params={"attack": "l0"}))
+    data_root = mnist_dir.parent if mnist_dir.name == "mnist" else mnist_dir
+    base = ["mnist", "judges", "--judges", "knn", "abs", "--abs-config", "abs-tiny",
+            "--cache-dir", str(tmp_path / "cache"), "--data-dir", str(data_root),
+            "--published-dir", str(published_dir), "--no-progress"]
+    assert main([*base, "--runs", str(tmp_path / "nope.npz")]) != 0
+    assert "nope.npz" in capsys.readouterr().err
+    assert main([*base, "--runs", str(run_path), "--json", str(tmp_path / "j.json")]) == 0
+    out = capsys.readouterr().out
+    assert "| knn | linf/automated_eps03 | 100 (21) |" in out
+    assert "| abs | pooled | 200 (58) |" in out and "| toy | 9 | 1 |" in out
+    assert (tmp_path / "toy.judges.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "j.json").read_text())
+    assert set(saved["judges"]) == {"knn", "abs"} and saved["runs"]["toy"]["n_failures"] == 1
+    assert saved["runs"]["toy"]["judges"]["knn"]["labels"][1] == int(test.labels[1])
+    assert main([*base[:3], "human"]) == 2
