@@ -14,15 +14,8 @@ N_TRAIN = 3000
 FAST = BUDGETS["fast"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Torch's two threads on a busy 2-core machine are many times slower than one."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+# torch scoring and training in one thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def mnist(mnist_dir):

@@ -22,16 +22,8 @@ from invariance_tradeoffs.simulations.evaluation.judge_validation import (
 )
 from invariance_tradeoffs.theory.oracles import REJECT
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Torch's two threads on a busy 2-core machine are many times slower than one."""
-    torch = pytest.importorskip("torch")
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
+# torch scoring and training in one thread (see tests/conftest.py)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def sets(mnist_dir, published_dir):
