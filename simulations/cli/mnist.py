@@ -154,7 +154,11 @@ def _cmd_judges(args: argparse.Namespace) -> int:
     import json
     import time
 
-    from invariance_tradeoffs.simulations.attacks.l0.judges import MeanJudge, build_judge
+    from invariance_tradeoffs.simulations.attacks.l0.judges import (
+        MeanJudge,
+        MemoJudge,
+        build_judge,
+    )
     from invariance_tradeoffs.simulations.attacks.runs import load_run
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import load_published_examples
@@ -182,7 +186,7 @@ def _cmd_judges(args: argparse.Namespace) -> int:
     for name in ("knn", "abs", "proxy"):
         if name in args.judges or "ensemble" in args.judges:
             start = time.perf_counter()
-            built[name] = build_judge(name, train.images, train.labels, **opts)
+            built[name] = MemoJudge(build_judge(name, train.images, train.labels, **opts))
             print(f"judge {name}: {built[name]!r} ready in {time.perf_counter() - start:.1f} s")
     judges = {n: built[n] for n in args.judges if n != "ensemble"}
     if "ensemble" in args.judges:

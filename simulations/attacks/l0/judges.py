@@ -27,6 +27,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -40,6 +41,7 @@ __all__ = [
     "KNNEdits",
     "KNNJudge",
     "MeanJudge",
+    "MemoJudge",
     "ProbabilityJudge",
     "binarize",
     "build_judge",
@@ -338,6 +340,34 @@ class MeanJudge:
 
     def __repr__(self) -> str:
         return f"MeanJudge({', '.join(map(repr, self.judges.values()))})"
+
+
+class MemoJudge:
+    """``judge`` remembering its verdict on the batches it has seen (keyed by the
+    batch's bytes), so that judging the same images again -- e.g. by an ensemble that
+    holds it, right after it judged them alone -- costs nothing. For evaluation, not for
+    the attacks (whose batches are all new)."""
+
+    def __init__(self, judge: Judge) -> None:
+        if not callable(judge):
+            raise TypeError("judge must be callable")
+        self.judge = judge
+        self._seen: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        imgs = as_unit_images(images, "images")
+        key = (imgs.shape, hashlib.sha256(imgs.tobytes()).hexdigest())
+        if key not in self._seen:
+            self._seen[key] = np.asarray(self.judge(imgs))
+        return self._seen[key].copy()
+
+    def __getattr__(self, name: str) -> object:  # calibration, name, ... of the judge
+        if name == "judge":
+            raise AttributeError(name)
+        return getattr(self.judge, name)
+
+    def __repr__(self) -> str:
+        return repr(self.judge)
 
 
 #: Judges :func:`build_judge` knows: the k-NN vote, the analysis-by-synthesis VAEs, the

@@ -293,6 +293,7 @@ def judges_stage(config: ReproduceConfig, sets: dict, proxy: Any, l0_path: Path,
     verdict grid ``<run>.judges.png`` beside it)."""
     from invariance_tradeoffs.simulations.attacks.l0.judges import (
         MeanJudge,
+        MemoJudge,
         ProbabilityJudge,
         build_judge,
     )
@@ -307,10 +308,10 @@ def judges_stage(config: ReproduceConfig, sets: dict, proxy: Any, l0_path: Path,
     train = load_mnist("train", data_dir)
     abs_name = abs_config_of(config)
     judges: dict[str, Any] = {
-        "knn": build_judge("knn", train.images, train.labels),
-        "abs": build_judge("abs", train.images, train.labels, abs_config=abs_name,
-                           cache_dir=cache_dir, progress=progress),
-        "proxy": ProbabilityJudge(proxy)}
+        "knn": MemoJudge(build_judge("knn", train.images, train.labels)),
+        "abs": MemoJudge(build_judge("abs", train.images, train.labels, abs_config=abs_name,
+                                     cache_dir=cache_dir, progress=progress)),
+        "proxy": MemoJudge(ProbabilityJudge(proxy))}
     judges["ensemble"] = MeanJudge(dict(judges))
     validation = validate_judges(judges, sets)
     run = load_run(l0_path)

@@ -192,3 +192,24 @@ def test_judges_command_validates_and_judges_runs(mnist_dir, published_dir, tmp_
     assert set(saved["judges"]) == {"knn", "abs"} and saved["runs"]["toy"]["n_failures"] == 1
     assert saved["runs"]["toy"]["judges"]["knn"]["labels"][1] == int(test.labels[1])
     assert main([*base[:3], "human"]) == 2
+
+
+def test_memo_judge_answers_like_its_judge_and_calls_it_once_per_batch():
+    from invariance_tradeoffs.simulations.attacks.l0.judges import MemoJudge
+
+    calls = []
+
+    def judge(imgs):
+        calls.append(len(imgs))
+        return np.full(len(imgs), 4)
+
+    memo = MemoJudge(judge)
+    x = np.random.default_rng(0).random((3, 28, 28))
+    assert memo(x).tolist() == [4, 4, 4] and memo(x).tolist() == [4, 4, 4]
+    assert calls == [3]
+    memo(x[:2])
+    assert calls == [3, 2]
+    with pytest.raises(ValueError, match="images"):
+        memo(np.zeros((2, 784)))
+    with pytest.raises(TypeError, match="judge"):
+        MemoJudge(3)
