@@ -31,18 +31,20 @@ from invariance_tradeoffs.simulations.cli.args import (
 __all__ = ["add_judge_args", "add_parser", "add_run_args", "resolve_indices", "run_command"]
 
 
-def add_judge_args(parser: argparse.ArgumentParser, *, what: str) -> None:
+def add_judge_args(parser: argparse.ArgumentParser, *, what: str | None) -> None:
     """``--judge`` (one of the judges :func:`~simulations.attacks.l0.judges.build_judge`
-    knows), ``--abs-config``, ``--proxy`` and ``--cache-dir``."""
+    knows; only with ``what``, the judge's role), ``--abs-config``, ``--proxy`` and
+    ``--cache-dir``."""
     from invariance_tradeoffs.simulations.attacks.l0.judges import JUDGE_NAMES
     from invariance_tradeoffs.simulations.models.abs_judge import ABS_CONFIGS
     from invariance_tradeoffs.simulations.models.proxy import PROXY_CONFIGS
 
-    parser.add_argument("--judge", choices=JUDGE_NAMES, default="knn",
-                        help=f"judge of what an image reads as ({what}): 'knn' (vote of the "
-                        "10 nearest binarised training images), 'abs' (one VAE per class, "
-                        "with a reject label), 'proxy' (augmented CNN ensemble) or "
-                        "'ensemble' (mean of the three) (default: knn)")
+    if what is not None:
+        parser.add_argument("--judge", choices=JUDGE_NAMES, default="knn",
+                            help=f"judge of what an image reads as ({what}): 'knn' (vote of "
+                            "the 10 nearest binarised training images), 'abs' (one VAE per "
+                            "class, with a reject label), 'proxy' (augmented CNN ensemble) "
+                            "or 'ensemble' (mean of the three) (default: knn)")
     parser.add_argument("--abs-config", choices=tuple(ABS_CONFIGS), default="abs",
                         help="configuration of the 'abs' judge (default: abs)")
     parser.add_argument("--proxy", choices=tuple(PROXY_CONFIGS), default="proxy-small",

@@ -270,12 +270,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "labels of every published set",
         description="For every judge and every published human-labelled set found: "
         "agreement with the human labels overall, on label-changed and on unchanged "
-        "examples, and the reject rate (estimates with 95%% Clopper-Pearson intervals). "
+        "examples, and the reject rate (estimates with 95% Clopper-Pearson intervals). "
         "Judges are fitted on MNIST training data only (trained and cached when missing).")
     p.add_argument("--judges", nargs="+", choices=JUDGE_NAMES, default=list(JUDGE_NAMES),
                    metavar="NAME", help="judges to validate, of "
                    f"{', '.join(JUDGE_NAMES)} (default: all)")
-    attack.add_judge_args(p, what="ignored here: see --judges")
+    attack.add_judge_args(p, what=None)
     add_threads(p)
     p.add_argument("--runs", nargs="+", metavar="RUN.npz", default=None,
                    help="attack runs (.npz of `mnist attack`) to judge: per run, the judged "
