@@ -171,9 +171,8 @@ def save_verdict_grid(path: Any, run: Any, verdicts: dict, *, per_row: int = 10,
 
 
 def _ci(q: Quantity | None) -> str:
-    from invariance_tradeoffs.simulations.experiments.reproduce.report import fmt
-
-    return fmt(None if q is None else q.to_dict())
+    """``value [low, high]`` of an estimate (as REPORT.md prints them)."""
+    return "-" if q is None else f"{q.value:.3f} [{q.low:.2f}, {q.high:.2f}]"
 
 
 def validation_table(result: dict) -> str:
