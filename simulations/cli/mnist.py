@@ -201,7 +201,8 @@ def _cmd_judges(args: argparse.Namespace) -> int:
         judged = judge_run(judges, run)
         grid = save_verdict_grid(Path(path).with_suffix(".judges.png"), run, judged["judges"],
                                  title=f"{Path(path).stem}: source | example; judges' labels")
-        judged_runs.append((Path(path).stem, run, judged))
+        # folder/stem: runs of the same attack from different folders keep apart
+        judged_runs.append((f"{Path(path).parent.name}/{Path(path).stem}", run, judged))
         print(f"verdict grid of {path} -> {grid}")
     if judged_runs:
         print(run_table(judged_runs))

@@ -186,11 +186,12 @@ def test_judges_command_validates_and_judges_runs(mnist_dir, published_dir, tmp_
     assert main([*base, "--runs", str(run_path), "--json", str(tmp_path / "j.json")]) == 0
     out = capsys.readouterr().out
     assert "| knn | linf/automated_eps03 | 100 (21) |" in out
-    assert "| abs | pooled | 200 (58) |" in out and "| toy | 9 | 1 |" in out
+    assert "| abs | pooled | 200 (58) |" in out and f"| {tmp_path.name}/toy | 9 | 1 |" in out
     assert (tmp_path / "toy.judges.png").stat().st_size > 1000
     saved = json.loads((tmp_path / "j.json").read_text())
-    assert set(saved["judges"]) == {"knn", "abs"} and saved["runs"]["toy"]["n_failures"] == 1
-    assert saved["runs"]["toy"]["judges"]["knn"]["labels"][1] == int(test.labels[1])
+    toy = saved["runs"][f"{tmp_path.name}/toy"]
+    assert set(saved["judges"]) == {"knn", "abs"} and toy["n_failures"] == 1
+    assert toy["judges"]["knn"]["labels"][1] == int(test.labels[1])
     assert main([*base[:3], "human"]) == 2
 
 
