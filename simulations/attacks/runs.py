@@ -59,6 +59,7 @@ __all__ = [
     "load_run",
     "parse_indices",
     "run_attack",
+    "run_parts",
     "save_run",
 ]
 
@@ -255,7 +256,8 @@ def _save_part(path: Path, arrays: dict[str, np.ndarray], params_text: str) -> N
     write_record(path, **_part_fields(arrays, params_text))
 
 
-def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
+def _check_part(path: Path, params_text: str,
+                required: Sequence[str] = CORE_KEYS) -> dict[str, np.ndarray]:
     """The arrays of a part, after checking it against its integrity record.
 
     Raises
@@ -271,7 +273,7 @@ def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
     if record.get("params_sha256") != hash_arrays(extra=params_text):
         raise CorruptFileError(path, "written by a run with other parameters", what="part")
     arrays = load_npz(path, what="part")
-    missing = [k for k in CORE_KEYS if k not in arrays]
+    missing = [k for k in ("source_indices", *required) if k not in arrays]
     if missing:
         raise CorruptFileError(path, f"no {', '.join(missing)} array", what="part")
     found = _part_fields(arrays, params_text)
@@ -283,7 +285,8 @@ def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray]]:
+def _load_parts(parts_dir: Path, params: dict,
+                required: Sequence[str] = CORE_KEYS) -> dict[int, dict[str, np.ndarray]]:
     """Finished sources in ``parts_dir`` (test index -> row arrays).
 
     The parameters are checked first (other parameters: refused, the partial run is left
@@ -300,7 +303,7 @@ def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray
     rows: dict[int, dict[str, np.ndarray]] = {}
     for part in sorted(parts_dir.glob("part-*.npz")):
         try:
-            arrays = _check_part(part, text)
+            arrays = _check_part(part, text, required)
         except CorruptFileError as exc:
             warnings.warn(f"discarding {part}: {exc.reason}; its sources will be recomputed",
                           RuntimeWarning, stacklevel=3)
@@ -357,9 +360,6 @@ def run_attack(
     path : Path
         The final ``.npz``.
     """
-    from tqdm.auto import tqdm
-
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not name or "/" in name or name.startswith("."):
@@ -383,30 +383,8 @@ def run_attack(
             f"{final} already holds a run with other parameters or indices; "
             "delete it or choose another --out"
         )
-    rows = _load_parts(parts_dir, params)  # every part checked before any work
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
-    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
-    next_part = _next_part(parts_dir)
-    with tqdm(
-        total=len(indices),
-        initial=len(indices) - len(todo),
-        disable=not progress,
-        desc=name,
-        unit="src",
-    ) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            arrays = dict(attack(batch))
-            arrays["source_indices"] = batch
-            missing = [k for k in CORE_KEYS if k not in arrays]
-            if missing:
-                raise ValueError(f"attack returned no {missing}")
-            _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
-            next_part += 1
-            for i, src in enumerate(batch):
-                rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
-            bar.update(len(batch))
+    rows = run_parts(attack, indices, parts_dir, params, batch_size=batch_size,
+                     progress=progress, desc=name, unit="src")
     keys = list(rows[int(indices[0])])
     stacked = {k: np.stack([rows[int(i)][k] for i in indices]) for k in keys}
     run = AttackRun.from_arrays(stacked, params)
@@ -415,6 +393,57 @@ def run_attack(
         save_run_grid(run, final.with_suffix(".png"))
     shutil.rmtree(parts_dir)
     return run, final
+
+
+def run_parts(
+    compute: Callable[[np.ndarray], dict[str, np.ndarray]],
+    indices: np.ndarray,
+    parts_dir: str | os.PathLike,
+    params: dict,
+    *,
+    required: Sequence[str] = CORE_KEYS,
+    batch_size: int = 25,
+    progress: bool = True,
+    desc: str = "",
+    unit: str = "item",
+) -> dict[int, dict[str, np.ndarray]]:
+    """Compute rows for ``indices`` in batches, each saved as a checked part; resume.
+
+    The engine of :func:`run_attack`, for any computation keyed by integer indices:
+    ``compute(batch) -> dict`` of arrays with one row per index, holding ``required``;
+    each batch becomes ``<parts_dir>/part-NNNNN.npz`` with its integrity record (see the
+    module docstring). Rows of parts written earlier with the same ``params`` are
+    reused; damaged or foreign parts are discarded with a warning and recomputed.
+
+    Returns
+    -------
+    dict
+        index -> {array name -> row}, for every index in ``indices``.
+    """
+    from tqdm.auto import tqdm
+
+    parts_dir = Path(parts_dir)
+    text = params_json(params)
+    rows = _load_parts(parts_dir, params, required)  # every part checked before any work
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
+    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
+    next_part = _next_part(parts_dir)
+    with tqdm(total=len(indices), initial=len(indices) - len(todo), disable=not progress,
+              desc=desc or None, unit=unit) as bar:
+        for start in range(0, len(todo), batch_size):
+            batch = todo[start : start + batch_size]
+            arrays = dict(compute(batch))
+            arrays["source_indices"] = batch
+            missing = [k for k in required if k not in arrays]
+            if missing:
+                raise ValueError(f"computation returned no {missing}")
+            _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
+            next_part += 1
+            for i, src in enumerate(batch):
+                rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
+            bar.update(len(batch))
+    return rows
 
 
 def save_run_grid(run: AttackRun, path: str | os.PathLike, *, max_rows: int = 10) -> Path:
