@@ -41,6 +41,7 @@ __all__ = [
     "nearest_arrays",
     "nearest_other",
     "one_nn",
+    "separation_arrays",
     "share_above",
     "ti_arrays",
     "unit_distances",
@@ -146,6 +147,51 @@ def nearest_arrays(
                 **{f"{m}_indices": r.indices for m, r in res.items()}}
 
     params = {"what": "nearest", "metrics": list(metrics), "n_train": search.n,
+              "queries_sha256": _digest(queries, labels)}
+    return _resumable(compute, len(queries), out_dir, name, names, params, part_size,
+                      progress, search.classes)
+
+
+def separation_arrays(
+    queries: np.ndarray,
+    query_labels: np.ndarray,
+    search: ExactSearch,
+    out_dir: str | os.PathLike,
+    name: str,
+    *,
+    metrics: Sequence[str] = METRICS,
+    part_size: int = 2000,
+    progress: bool = True,
+) -> tuple[dict[str, np.ndarray], Path]:
+    """Like :func:`nearest_arrays`, but only what the separation (the smallest distance
+    between differently labelled images) needs: far cheaper under l1 and l-inf.
+
+    Each batch searches only other classes (own-class columns: 0, index -1) and only
+    distances below the smallest other-class distance found so far (plus one); larger
+    ones are reported as that value with index -1. So the minimum over all rows of the
+    other-class columns is the exact separation (every reported value is a real distance
+    or a value above the final minimum), but rows are not each image's nearest other
+    class. For the training set against itself (60000 x 60000).
+    """
+    from invariance_tradeoffs.simulations.margins.search import as_pixel_rows
+
+    metrics = check_metrics(metrics)
+    queries = as_pixel_rows(queries, "queries", search.d)
+    labels = _check_labels(query_labels, len(queries), "query_labels")
+    names = [f"{m}_{k}" for m in metrics for k in ("distances", "indices")]
+    best = dict.fromkeys(metrics, np.iinfo(np.int64).max // 2)
+
+    def compute(batch: np.ndarray) -> dict[str, np.ndarray]:
+        own = search.classes[None, :] == labels[batch, None]
+        caps = {m: np.where(own, 0, best[m] + 1) for m in metrics}
+        res = search.nearest(queries[batch], metrics, below=caps)
+        for m, r in res.items():
+            best[m] = min(best[m], int(np.where(own, best[m] + 1, r.distances).min()))
+        return {"labels": labels[batch].astype(np.int64),
+                **{f"{m}_distances": r.distances for m, r in res.items()},
+                **{f"{m}_indices": r.indices for m, r in res.items()}}
+
+    params = {"what": "separation", "metrics": list(metrics), "n_train": search.n,
               "queries_sha256": _digest(queries, labels)}
     return _resumable(compute, len(queries), out_dir, name, names, params, part_size,
                       progress, search.classes)

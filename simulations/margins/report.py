@@ -3,8 +3,9 @@
 :func:`run_margins` computes, on real MNIST,
 
 * the exact nearest training image of every class for all 10000 test images under l0
-  (binarised), l1, l2 and l-inf (``nearest_test.npz``), and for the 60000 training
-  images themselves (``nearest_train.npz``, for the train-train separation);
+  (binarised), l1, l2 and l-inf (``nearest_test.npz``), and the train-train separation
+  over the 60000 training images (``separation_train.npz``, see
+  :func:`~invariance_tradeoffs.simulations.margins.margins.separation_arrays`);
 * the transformation-invariant l2 for the first ``n_ti`` test images
   (``ti_test_<n>.npz``);
 
@@ -28,6 +29,7 @@ from invariance_tradeoffs.simulations.margins.margins import (
     margin_summary,
     nearest_arrays,
     nearest_other,
+    separation_arrays,
     ti_arrays,
 )
 from invariance_tradeoffs.simulations.margins.search import METRICS, ExactSearch
@@ -122,8 +124,8 @@ def run_margins(
     summaries = {m: margin_summary(arrays, m, (*EPS_MARKS[m], radii[m])) for m in METRICS}
     if train_separation:
         start = time.perf_counter()
-        tr_arrays, _ = nearest_arrays(train.images, train.labels, search, out_dir,
-                                      "nearest_train", progress=progress)
+        tr_arrays, _ = separation_arrays(train.images, train.labels, search, out_dir,
+                                         "separation_train", progress=progress)
         times["train"] = time.perf_counter() - start
         for m in METRICS:
             bounds = nearest_other(tr_arrays, m)

@@ -23,21 +23,23 @@ How it avoids brute force (each step exact):
    minimiser has ``D~ <= min D~ + 2 E``; those few candidates get exact int64 distances.
 2. **l1 from l2.** Pixel differences satisfy ``|v| <= 255``, so ``v^2 <= 255 |v|`` and
    ``||q - x||_1 >= ||q - x||_2^2 / 255`` (:func:`l1_lower_bound`) -- tight on MNIST,
-   whose pixels are mostly 0 or 255. The exact l1 distance of the l2-nearest image of
-   each class is an upper bound; only images whose lower bound does not exceed it get
-   exact l1 distances.
-3. **l-inf by partial maxima with early abandoning.** The l-inf distance of the l2- and
-   l1-nearest images of each class is an upper bound ``U_c``. All training images are
-   then scanned pixel block by pixel block (most telling pixels first: where the query is
-   dark but training images are often inked, and conversely); the running maximum of
-   ``|q_p - x_p|`` over the pixels seen is a lower bound of the l-inf distance, and an
-   image is dropped as soon as it reaches ``U_c``. The survivors have exact distances
-   below ``U_c``; when none survive, the upper bound's image attains the minimum.
+   whose pixels are mostly 0 or 255. The smallest exact l1 distance among the 16
+   l2-nearest images of each class is an upper bound; only images whose lower bound does
+   not exceed it get exact l1 distances.
+3. **l-inf by partial maxima with early abandoning** (no matrix product). Per query,
+   the pixels are ordered most telling first (where many training images differ from the
+   query by about 253 grey levels, the typical minimum). The running maximum of
+   ``|q_p - x_p|`` over the pixels seen is a lower bound of the l-inf distance. After the
+   first 32 pixels (all training images, uint8 in place), the 24 images of each class
+   with the smallest running maximum get exact distances: per-class upper bounds ``U_c``.
+   An image is dropped once its running maximum reaches ``U_c``; while many survive, more
+   probes lower ``U_c``. Survivors of all pixels hold exact distances below ``U_c``; when
+   none survive, a probed image attains the minimum.
 
 Ties: the reported index is the lowest training index at the minimum distance, except
-under l-inf when the minimum equals ``U_c`` (then it is the l2- or l1-nearest image
-attaining it, which may not be the lowest-indexed minimiser). Distances never depend on
-tie breaking.
+under l-inf when a probed image attains the minimum (then it is the lowest-indexed probed
+one, which may not be the lowest-indexed minimiser). Distances never depend on tie
+breaking.
 """
 
 from __future__ import annotations
@@ -54,7 +56,6 @@ __all__ = [
     "NearestByClass",
     "as_pixel_rows",
     "brute_force_nearest",
-    "l1_lower_bound",
     "l2_error_bound",
     "to_unit",
 ]
@@ -70,6 +71,14 @@ _U = 2.0**-24
 #: l2-nearest images per class whose exact l1 / l-inf distances give the starting upper
 #: bounds (speed only).
 TOP_K = 16
+
+#: ``v^2 <= 255 |v|`` for pixel differences: the l1 lower bound ``D / 255``. Tests set it
+#: lower (a broken bound) to show that the property test catches it.
+_L1_PER_SQ = 255.0
+
+#: l-inf images are dropped when their partial maximum reaches ``bound - _LINF_SLACK``;
+#: 0 is exact (tests set 1, a broken bound, to show that the property test catches it).
+_LINF_SLACK = 0
 
 #: Pixels of the l-inf scan applied to all training images before gathering survivors.
 _FIRST_PIXELS = 32
@@ -92,11 +101,6 @@ def l2_error_bound(query_sqnorm: np.ndarray, max_train_sqnorm: float, d: int) ->
     """Bound on ``|D~ - D|`` for the float32 squared l2 distance ``D~`` (see module docs)."""
     return 2.5 * 2 * (_gamma(d + 3) + 3 * _U) * (np.asarray(query_sqnorm, float)
                                                  + float(max_train_sqnorm))
-
-
-def l1_lower_bound(sq_l2: np.ndarray) -> np.ndarray:
-    """``||v||_1 >= ||v||_2^2 / 255`` for integer pixel differences ``|v_p| <= 255``."""
-    return np.asarray(sq_l2, dtype=np.float64) / 255.0
 
 
 def check_metrics(metrics: Iterable[str] | str, name: str = "metrics") -> tuple[str, ...]:
@@ -247,6 +251,7 @@ class ExactSearch:
 
     # -- public ---------------------------------------------------------------------
     def nearest(self, queries: np.ndarray, metrics: Sequence[str] = METRICS, *,
+                below: dict[str, np.ndarray] | None = None,
                 progress: Callable[[int], None] | None = None) -> dict[str, NearestByClass]:
         """Exact nearest training image of every class, for each query and metric.
 
@@ -256,6 +261,12 @@ class ExactSearch:
             Query images with as many pixels as the training images.
         metrics : sequence of str
             Among :data:`METRICS`.
+        below : dict metric -> ndarray (m, C) of int, optional
+            Only distances strictly below ``below[metric][i, c]`` are wanted: where the
+            nearest image of class ``c`` is not below it, the distance is reported as that
+            value and the index as -1. Far cheaper for l1 and l-inf when the values are
+            small (e.g. a separation: 0 for the query's own class, the smallest distance
+            found so far for the others).
         progress : callable, optional
             Called with the number of queries finished after each batch.
 
@@ -266,21 +277,44 @@ class ExactSearch:
         metrics = check_metrics(metrics)
         q = as_pixel_rows(queries, "queries", self.d)
         m, n_c = len(q), len(self.classes)
+        caps = self._check_below(below or {}, metrics, (m, n_c))
         out = {k: (np.empty((m, n_c), np.int64), np.empty((m, n_c), np.int64)) for k in metrics}
         for start in range(0, m, self.batch):
             sl = slice(start, min(m, start + self.batch))
-            self._batch(q[sl], metrics, {k: (d[sl], i[sl]) for k, (d, i) in out.items()})
+            self._batch(q[sl], metrics, {k: (d[sl], i[sl]) for k, (d, i) in out.items()},
+                        {k: c[sl] for k, c in caps.items()})
             if progress is not None:
                 progress(sl.stop - sl.start)
-        return {k: NearestByClass(k, self.classes.copy(), d, self.order[i])
+        for k, cap in caps.items():
+            d, i = out[k]
+            hit = d >= cap
+            d[hit], i[hit] = cap[hit], -1
+        return {k: NearestByClass(k, self.classes.copy(), d,
+                                  np.where(i < 0, -1, self.order[np.maximum(i, 0)]))
                 for k, (d, i) in out.items()}
 
+    @staticmethod
+    def _check_below(below: dict, metrics: tuple[str, ...], shape: tuple[int, int]) -> dict:
+        if not isinstance(below, dict):
+            raise TypeError(f"below must be a dict metric -> array, got {type(below).__name__}")
+        unknown = [k for k in below if k not in metrics]
+        if unknown:
+            raise ValueError(f"below has metrics {unknown} not among metrics {list(metrics)}")
+        caps = {}
+        for k, v in below.items():
+            v = np.asarray(v)
+            if v.shape != shape or not np.issubdtype(v.dtype, np.integer) or (v < 0).any():
+                raise ValueError(f"below[{k!r}] must be non-negative integers of shape "
+                                 f"{shape}, got {v.dtype} {v.shape}")
+            caps[k] = v.astype(np.int64)
+        return caps
+
     # -- internals --------------------------------------------------------------------
-    def _batch(self, q: np.ndarray, metrics: tuple[str, ...], out: dict) -> None:
+    def _batch(self, q: np.ndarray, metrics: tuple[str, ...], out: dict, caps: dict) -> None:
         if "l0" in metrics:
             self._l0(q, *out["l0"])
         if "linf" in metrics:  # needs no matrix product
-            self._linf(q, *out["linf"])
+            self._linf(q, *out["linf"], caps.get("linf"))
         if not {"l1", "l2"} & set(metrics):
             return
         if "l2" in metrics:
@@ -289,7 +323,7 @@ class ExactSearch:
             l2_out = (np.empty_like(out[metrics[0]][0]), np.empty_like(out[metrics[0]][0]))
         approx, err, top = self._l2(q, *l2_out)
         if "l1" in metrics:
-            self._l1(q, approx, err, top, *out["l1"])
+            self._l1(q, approx, err, top, *out["l1"], caps.get("l1"))
 
     def _class_min(self, dist: np.ndarray) -> np.ndarray:
         return np.minimum.reduceat(dist, self.starts, axis=1)
@@ -351,17 +385,22 @@ class ExactSearch:
         return best_d, best_i
 
     def _l1(self, q: np.ndarray, approx: np.ndarray, err: np.ndarray, top: np.ndarray,
-            out_d: np.ndarray, out_i: np.ndarray) -> None:
+            out_d: np.ndarray, out_i: np.ndarray, cap: np.ndarray | None) -> None:
         upper, _ = self._upper(q, top, "l1")
+        if cap is not None:  # only distances below the cap matter: nothing found = the cap
+            upper = np.minimum(upper, cap - 1)
+            out_d[...], out_i[...] = cap, -1
         # candidates: lower bound (D~ - E) / 255 <= upper, i.e. D~ <= 255 upper + E
         # (float32 limit rounded up, so that no candidate is lost to rounding)
-        limit = np.nextafter((255.0 * upper + err[:, None]).astype(np.float32), np.inf)
+        limit = np.nextafter((_L1_PER_SQ * upper + err[:, None]).astype(np.float32), np.inf)
         rows, cols = self._below(approx, limit)
         exact = _chunked_pairs(q, rows, self.pixels, cols, "l1")
         _group_min(rows, self.col_class[cols], exact, cols, out_d, out_i)
 
-    def _linf(self, q: np.ndarray, out_d: np.ndarray, out_i: np.ndarray) -> None:
-        out_d[...] = _NO_BOUND  # above every distance: the first probe sets real bounds
+    def _linf(self, q: np.ndarray, out_d: np.ndarray, out_i: np.ndarray,
+              cap: np.ndarray | None) -> None:
+        # _NO_BOUND is above every distance: the first probe sets real bounds
+        out_d[...] = _NO_BOUND if cap is None else np.minimum(cap, _NO_BOUND)
         out_i[...] = -1
         for i in range(len(q)):
             self._linf_scan(q[i], out_d[i], out_i[i])
@@ -398,15 +437,15 @@ class ExactSearch:
             scratch -= np.minimum(self.pixels_t[p], qp)
             np.maximum(running, scratch, out=running)
         bound = out_d.astype(np.int16)
-        cand = np.arange(self.n)
-        self._probe(qi, cand, running, bound, out_d, out_i)  # every class gets a bound
-        keep = running < bound[self.col_class]
-        cand, running = cand[keep], running[keep]
+        cand = np.flatnonzero(running < (bound - _LINF_SLACK)[self.col_class])
+        running = running[cand]
         pos, size = _FIRST_PIXELS, 16
+        first = True
         while len(cand) and pos < self.d:
-            if len(cand) > _PROBE_ABOVE:
+            if first or len(cand) > _PROBE_ABOVE:  # the first probe bounds every class
+                first = False
                 self._probe(qi, cand, running, bound, out_d, out_i)
-                keep = running < bound[self.col_class[cand]]
+                keep = running < (bound - _LINF_SLACK)[self.col_class[cand]]
                 cand, running = cand[keep], running[keep]
             block = pixels[pos:pos + size]
             pos, size = pos + size, min(2 * size, 256)
@@ -415,7 +454,7 @@ class ExactSearch:
             part = np.maximum(vals, qb)
             part -= np.minimum(vals, qb)
             running = np.maximum(running, part.max(axis=0))
-            keep = running < bound[self.col_class[cand]]
+            keep = running < (bound - _LINF_SLACK)[self.col_class[cand]]
             cand, running = cand[keep], running[keep]
         if len(cand):
             _group_min(np.zeros(len(cand), np.int64), self.col_class[cand],
