@@ -110,6 +110,7 @@ def nearest_arrays(
     metrics: Sequence[str] = METRICS,
     part_size: int = 500,
     progress: bool = True,
+    _separation: bool = False,
 ) -> tuple[dict[str, np.ndarray], Path]:
     """Exact nearest training image of every class for all ``queries``, saved resumably.
 
@@ -139,15 +140,21 @@ def nearest_arrays(
     queries = as_pixel_rows(queries, "queries", search.d)
     labels = _check_labels(query_labels, len(queries), "query_labels")
     names = [f"{m}_{k}" for m in metrics for k in ("distances", "indices")]
+    best = dict.fromkeys(metrics, np.iinfo(np.int64).max // 2)  # separation so far
 
     def compute(batch: np.ndarray) -> dict[str, np.ndarray]:
-        res = search.nearest(queries[batch], metrics)
+        own = search.classes[None, :] == labels[batch, None]
+        caps = {m: np.where(own, 0, best[m] + 1) for m in metrics} if _separation else None
+        res = search.nearest(queries[batch], metrics, below=caps)
+        if _separation:
+            for m, r in res.items():
+                best[m] = min(best[m], int(np.where(own, best[m] + 1, r.distances).min()))
         return {"labels": labels[batch].astype(np.int64),
                 **{f"{m}_distances": r.distances for m, r in res.items()},
                 **{f"{m}_indices": r.indices for m, r in res.items()}}
 
-    params = {"what": "nearest", "metrics": list(metrics), "n_train": search.n,
-              "queries_sha256": _digest(queries, labels)}
+    params = {"what": "separation" if _separation else "nearest", "metrics": list(metrics),
+              "n_train": search.n, "queries_sha256": _digest(queries, labels)}
     return _resumable(compute, len(queries), out_dir, name, names, params, part_size,
                       progress, search.classes)
 
@@ -173,28 +180,8 @@ def separation_arrays(
     or a value above the final minimum), but rows are not each image's nearest other
     class. For the training set against itself (60000 x 60000).
     """
-    from invariance_tradeoffs.simulations.margins.search import as_pixel_rows
-
-    metrics = check_metrics(metrics)
-    queries = as_pixel_rows(queries, "queries", search.d)
-    labels = _check_labels(query_labels, len(queries), "query_labels")
-    names = [f"{m}_{k}" for m in metrics for k in ("distances", "indices")]
-    best = dict.fromkeys(metrics, np.iinfo(np.int64).max // 2)
-
-    def compute(batch: np.ndarray) -> dict[str, np.ndarray]:
-        own = search.classes[None, :] == labels[batch, None]
-        caps = {m: np.where(own, 0, best[m] + 1) for m in metrics}
-        res = search.nearest(queries[batch], metrics, below=caps)
-        for m, r in res.items():
-            best[m] = min(best[m], int(np.where(own, best[m] + 1, r.distances).min()))
-        return {"labels": labels[batch].astype(np.int64),
-                **{f"{m}_distances": r.distances for m, r in res.items()},
-                **{f"{m}_indices": r.indices for m, r in res.items()}}
-
-    params = {"what": "separation", "metrics": list(metrics), "n_train": search.n,
-              "queries_sha256": _digest(queries, labels)}
-    return _resumable(compute, len(queries), out_dir, name, names, params, part_size,
-                      progress, search.classes)
+    return nearest_arrays(queries, query_labels, search, out_dir, name, metrics=metrics,
+                          part_size=part_size, progress=progress, _separation=True)
 
 
 def _check_labels(labels: object, n: int, name: str) -> np.ndarray:
