@@ -76,12 +76,17 @@ TOP_K = 16
 #: lower (a broken bound) to show that the property test catches it.
 _L1_PER_SQ = 255.0
 
+#: The l1 block-sum bound keeps pairs with bound <= upper + _L1_BLOCK_SLACK; 0 is exact
+#: (tests set it to -1, a broken bound).
+_L1_BLOCK_SLACK = 0
+
 #: l-inf images are dropped when their partial maximum reaches ``bound - _LINF_SLACK``;
 #: 0 is exact (tests set 1, a broken bound, to show that the property test catches it).
 _LINF_SLACK = 0
 
-#: Pixels of the l-inf scan applied to all training images before gathering survivors.
-_FIRST_PIXELS = 32
+#: Max-pooled blocks of the l-inf scan applied to all training images before gathering
+#: survivors (then every pixel of the survivors).
+_FIRST_BLOCKS = 16
 
 #: Initial l-inf bound (no distance reaches it) and the typical other-class minimum that
 #: orders the scan's pixels (speed only).
@@ -171,6 +176,27 @@ def _pair_distances(q: np.ndarray, x: np.ndarray, metric: str) -> np.ndarray:
     return diff.max(axis=1).astype(np.int64)
 
 
+def _pixel_blocks(d: int, side: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """A partition of the pixels into blocks: (permutation, block starts in it).
+
+    28 x 28 images: squares of ``side x side`` pixels; other sizes: runs of ``side**2``.
+    """
+    if d == 784 and 28 % side == 0:
+        rows, cols = np.divmod(np.arange(d), 28)
+        perm = np.argsort((rows // side) * (28 // side) + cols // side, kind="stable")
+    else:
+        perm = np.arange(d)
+    return perm, np.arange(0, d, side * side)
+
+
+def _count_ge(pixels_t: np.ndarray) -> np.ndarray:
+    """``out[p, t]``: number of images with value >= t at pixel p (t = 0..256)."""
+    hist = np.zeros((len(pixels_t), 257), np.int64)
+    for p, row in enumerate(pixels_t):
+        hist[p, :256] = np.bincount(row, minlength=256)
+    return np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+
+
 def _chunked_pairs(q: np.ndarray, rows: np.ndarray, x: np.ndarray, cols: np.ndarray,
                    metric: str, chunk: int = 4096) -> np.ndarray:
     """``_pair_distances(q[rows], x[cols])`` in chunks of pairs (bounded memory)."""
@@ -242,12 +268,19 @@ class ExactSearch:
         on = self.pixels >= BINARY_THRESHOLD
         self._bin = on.astype(np.float32)
         self._bin_sum = on.sum(axis=1).astype(np.float32)
-        # Pixel statistics that order the l-inf scan (speed only, never the result).
-        # _count_ge[p, t]: training images with pixel p >= t (t = 0..256)
-        hist = np.zeros((self.d, 257), np.int64)
-        for p in range(self.d):
-            hist[p, :256] = np.bincount(self.pixels_t[p], minlength=256)
-        self._count_ge = np.cumsum(hist[:, ::-1], axis=1)[:, ::-1]
+        # Max-pooled images for the l-inf scan's first stage: for any pixel block B,
+        # max_B |q - x| >= |max_B q - max_B x| (the maximum is 1-Lipschitz), so pooled
+        # differences are lower bounds that test 16 pixels at once.
+        self._perm, self._pool_starts = _pixel_blocks(self.d)
+        self.pooled_t = np.ascontiguousarray(
+            np.maximum.reduceat(self.pixels[:, self._perm], self._pool_starts, axis=1).T)
+        # Sums over 2 x 2 blocks for the l1 search's second bound (values <= 1020: int16).
+        self._sum_perm, self._sum_starts = _pixel_blocks(self.d, side=2)
+        self.block_sums = np.add.reduceat(self.pixels[:, self._sum_perm].astype(np.int16),
+                                          self._sum_starts, axis=1)
+        # Statistics that order the scan (speed only, never the result).
+        self._count_ge = _count_ge(self.pixels_t)
+        self._pool_count_ge = _count_ge(self.pooled_t)
 
     # -- public ---------------------------------------------------------------------
     def nearest(self, queries: np.ndarray, metrics: Sequence[str] = METRICS, *,
@@ -387,13 +420,23 @@ class ExactSearch:
     def _l1(self, q: np.ndarray, approx: np.ndarray, err: np.ndarray, top: np.ndarray,
             out_d: np.ndarray, out_i: np.ndarray, cap: np.ndarray | None) -> None:
         upper, _ = self._upper(q, top, "l1")
+        out_d[...], out_i[...] = np.iinfo(np.int64).max, -1  # (always overwritten if exact)
         if cap is not None:  # only distances below the cap matter: nothing found = the cap
             upper = np.minimum(upper, cap - 1)
-            out_d[...], out_i[...] = cap, -1
+            out_d[...] = cap
         # candidates: lower bound (D~ - E) / 255 <= upper, i.e. D~ <= 255 upper + E
         # (float32 limit rounded up, so that no candidate is lost to rounding)
         limit = np.nextafter((_L1_PER_SQ * upper + err[:, None]).astype(np.float32), np.inf)
         rows, cols = self._below(approx, limit)
+        # second bound, on those pairs: l1 of the 2 x 2 block sums (triangle inequality)
+        q_sums = np.add.reduceat(q[:, self._sum_perm].astype(np.int16), self._sum_starts,
+                                 axis=1)
+        keep = np.empty(len(rows), bool)
+        for s in range(0, len(rows), 8192):
+            r, c = rows[s:s + 8192], cols[s:s + 8192]
+            lower = np.abs(self.block_sums[c] - q_sums[r]).sum(axis=1, dtype=np.int64)
+            keep[s:s + 8192] = lower <= upper[r, self.col_class[c]] + _L1_BLOCK_SLACK
+        rows, cols = rows[keep], cols[keep]
         exact = _chunked_pairs(q, rows, self.pixels, cols, "l1")
         _group_min(rows, self.col_class[cols], exact, cols, out_d, out_i)
 
@@ -405,14 +448,15 @@ class ExactSearch:
         for i in range(len(q)):
             self._linf_scan(q[i], out_d[i], out_i[i])
 
-    def _pixel_order(self, qi: np.ndarray, threshold: int) -> np.ndarray:
-        """Pixels by the share of training images that differ from ``qi`` by ``threshold``
-        or more there (most telling first; speed only)."""
+    @staticmethod
+    def _order(qi: np.ndarray, threshold: int, count_ge: np.ndarray) -> np.ndarray:
+        """Pixels by the number of training images that differ from ``qi`` by
+        ``threshold`` or more there (most telling first; speed only)."""
         v = qi.astype(np.int64)
         hi = np.minimum(v + threshold, 256)
-        lo = np.maximum(v - threshold + 1, 0)  # share with x_p <= v - threshold
-        rows = np.arange(self.d)
-        score = (self._count_ge[rows, hi] + self._count_ge[rows, 0] - self._count_ge[rows, lo])
+        lo = np.maximum(v - threshold + 1, 0)  # images with x_p <= v - threshold
+        rows = np.arange(len(v))
+        score = count_ge[rows, hi] + count_ge[rows, 0] - count_ge[rows, lo]
         return np.argsort(-score, kind="stable")
 
     def _linf_scan(self, qi: np.ndarray, out_d: np.ndarray, out_i: np.ndarray) -> None:
@@ -425,21 +469,23 @@ class ExactSearch:
         near the minimum: one of them is enough to drop all others). Survivors at the end
         hold exact distances below the bounds.
         """
-        pixels = self._pixel_order(qi, _TYPICAL_LINF)
+        pooled_q = np.maximum.reduceat(qi[self._perm], self._pool_starts)
         running = np.zeros(self.n, np.uint8)
         scratch = np.empty(self.n, np.uint8)
-        for p in pixels[:_FIRST_PIXELS]:  # all images: uint8, in place
-            qp = qi[p]
-            if qp == 0:
-                np.maximum(running, self.pixels_t[p], out=running)
+        blocks = self._order(pooled_q, _TYPICAL_LINF, self._pool_count_ge)
+        for b in blocks[:_FIRST_BLOCKS]:  # all images, pooled: uint8, in place
+            qb, xb = pooled_q[b], self.pooled_t[b]
+            if qb == 0:
+                np.maximum(running, xb, out=running)
                 continue
-            np.maximum(self.pixels_t[p], qp, out=scratch)
-            scratch -= np.minimum(self.pixels_t[p], qp)
+            np.maximum(xb, qb, out=scratch)
+            scratch -= np.minimum(xb, qb)
             np.maximum(running, scratch, out=running)
+        pixels = self._order(qi, _TYPICAL_LINF, self._count_ge)
         bound = out_d.astype(np.int16)
         cand = np.flatnonzero(running < (bound - _LINF_SLACK)[self.col_class])
         running = running[cand]
-        pos, size = _FIRST_PIXELS, 16
+        pos, size = 0, 16
         first = True
         while len(cand) and pos < self.d:
             if first or len(cand) > _PROBE_ABOVE:  # the first probe bounds every class

@@ -73,7 +73,7 @@ def scan_settings(request, monkeypatch):
     """The l-inf scan's speed settings: the defaults probe nearly every image of small
     data, so the pruning itself is exercised with tiny ones too."""
     if request.param == "small":
-        monkeypatch.setattr(search_mod, "_FIRST_PIXELS", 2)
+        monkeypatch.setattr(search_mod, "_FIRST_BLOCKS", 1)
         monkeypatch.setattr(search_mod, "_PROBES", 1)
         monkeypatch.setattr(search_mod, "_PROBE_ABOVE", 3)
     return request.param
@@ -102,9 +102,10 @@ def test_capped_search_reports_what_lies_below_the_cap(scan_settings, problem, s
         assert np.array_equal(got.indices < 0, ref >= cap), metric
 
 
-@pytest.mark.parametrize("broken", [("_L1_PER_SQ", 128.0), ("_LINF_SLACK", 1)])
+@pytest.mark.parametrize("broken", [("_L1_PER_SQ", 128.0), ("_L1_BLOCK_SLACK", -1),
+                                    ("_LINF_SLACK", 1)])
 def test_the_property_catches_a_broken_bound(monkeypatch, broken):
-    monkeypatch.setattr(search_mod, "_FIRST_PIXELS", 2)
+    monkeypatch.setattr(search_mod, "_FIRST_BLOCKS", 1)
     monkeypatch.setattr(search_mod, "_PROBES", 1)
     monkeypatch.setattr(search_mod, "_PROBE_ABOVE", 3)
     monkeypatch.setattr(search_mod, *broken)
