@@ -39,7 +39,9 @@ __all__ = [
     "glyph_radii",
     "human_ceilings",
     "margins_figure",
+    "margins_for_report",
     "margins_table",
+    "read_margins",
     "run_margins",
 ]
 
@@ -245,3 +247,54 @@ def margins_table(results: dict) -> str:
             f"{_val(s['separation']):.4g} | {train_sep} | {s['median_bound']:.4g} | "
             f"{cells} |")
     return "\n".join(lines)
+
+
+def read_margins(folder: str | os.PathLike) -> dict:
+    """``margins.json`` of a ``tradeoffs mnist margins`` folder (its figure must exist)."""
+    import json
+
+    folder = Path(folder)
+    summary, figure = folder / "margins.json", folder / "margins.png"
+    for f in (summary, figure):
+        if not f.is_file():
+            raise FileNotFoundError(f"margins folder {folder} has no {f.name}; run "
+                                    f"`tradeoffs mnist margins --out {folder}` first")
+    try:
+        return json.loads(summary.read_text())
+    except ValueError as exc:
+        from invariance_tradeoffs.simulations.io import CorruptFileError
+
+        raise CorruptFileError(summary, str(exc), "rerun `tradeoffs mnist margins`",
+                               what="margins summary") from exc
+
+
+def margins_for_report(folder: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """The REPORT.md section of a margins folder: its figure copied to ``out`` and the
+    table, human ceilings and the comparison with Yang et al. as markdown lines."""
+    import shutil
+
+    res = read_margins(folder)
+    figure = Path(out) / "figures" / "margins.png"
+    figure.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(Path(folder) / "margins.png", figure)
+    lines = ["", "## Oracle-margin bounds from the data (`tradeoffs mnist margins`)", "",
+             f"From `{folder}` ({res['n_test']} test images; transformation-invariant l2 "
+             f"on the first {res['n_ti']}). The distance from a test image to the nearest "
+             "training image of another class is an upper bound on its oracle margin "
+             "(if the labels are right); the share above eps is an upper bound on the "
+             "ceiling P[r_O > eps]. Separations are exact minima on the sample; 1-NN "
+             "accuracy is an estimate (95% Clopper-Pearson).", "",
+             margins_table(res), ""]
+    for name, h in sorted(res.get("human_ceilings", {}).items()):
+        lines.append(f"- human-label ceiling {name} (l-inf {h['radius']:g}): "
+                     f"{_val(h['ceiling']):.2f} [{_ci(h['ceiling'])[0]:.2f}, "
+                     f"{_ci(h['ceiling'])[1]:.2f}]")
+    linf = res["distances"].get("linf", {})
+    yang = res.get("yang_separation", {})
+    if linf and yang:
+        tt = linf.get("train_separation")
+        train_sep = "not computed" if tt is None else f"{tt['value']:.4f}"
+        lines.append(f"- l-inf separation: test-train {_val(linf['separation']):.4f} "
+                     f"(Yang et al. report {yang['test-train']}), train-train {train_sep} "
+                     f"(Yang et al. report {yang['train-train']})")
+    return {"figure": "figures/margins.png", "lines": lines, "summary": res}

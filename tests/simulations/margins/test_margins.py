@@ -202,3 +202,14 @@ def test_cli_end_to_end_and_bad_options(tmp_path, mnist_dir, published_dir, caps
     saved = json.loads((tmp_path / "margins.json").read_text())
     assert saved["n_test"] == 12 and (tmp_path / "margins.png").is_file()
     assert (tmp_path / "nearest_test_12.npz").is_file()
+    # the reproduction report takes the folder's table and figure (nothing recomputed)
+    from invariance_tradeoffs.simulations.margins.report import margins_for_report
+
+    section = margins_for_report(tmp_path, tmp_path / "report")
+    assert (tmp_path / "report" / section["figure"]).is_file()
+    text = "\n".join(section["lines"])
+    assert "| linf | 12 |" in text and "Yang et al. report 0.812" in text
+    # and refuses a folder without them before any work
+    code = main(["reproduce", "--quick", "--out", str(tmp_path / "r"), "--margins",
+                 str(tmp_path / "none"), "--no-progress"])
+    assert code != 0 and "has no margins.json" in capsys.readouterr().err
