@@ -181,52 +181,23 @@ def _ci(q) -> tuple[float, float]:
 
 def margins_figure(path: str | os.PathLike, bounds: dict[str, np.ndarray],
                    results: dict) -> Path:
-    """P[bound > eps] against eps per distance (human ceilings, glyph radii marked) and
-    the 1-NN accuracy per distance."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    """P[bound > eps] against eps per distance (human ceilings, glyph radii and Yang et
+    al.'s separations marked) and the 1-NN accuracy per distance; PNG (and PDF)."""
+    from invariance_tradeoffs.simulations.plotting import plot_margin_bounds
 
     names = [m for m in ALL_DISTANCES if m in bounds]
-    fig, axes = plt.subplots(1, len(names) + 1, figsize=(3.1 * (len(names) + 1), 3.2))
+    one_nn = {m: (_val(q), *_ci(q)) for m in names
+              if (q := results["distances"][m]["one_nn"]) is not None}
     glyph = results.get("glyph_radii", {})
-    for ax, m in zip(axes, names, strict=False):
-        b = np.sort(bounds[m])
-        hi = float(b.max()) * 1.05 if b.size else 1.0
-        eps = np.linspace(0, hi, 400)
-        share = 1 - np.searchsorted(b, eps, side="right") / b.size
-        ax.plot(eps, share, color="C0", label="bound (nearest other class)")
-        if m in glyph:
-            ax.axvline(glyph[m], color="C2", ls="--", lw=1, label="glyph good radius")
-        if m == "linf":
-            for k, (name, h) in enumerate(sorted(results.get("human_ceilings", {}).items())):
-                lo, up = _ci(h["ceiling"])
-                v = _val(h["ceiling"])
-                ax.errorbar([h["radius"]], [v], yerr=[[v - lo], [up - v]], fmt="o",
-                            color=f"C{3 + k}", ms=4, label=f"human ceiling {name}")
-            for k, (what, v) in enumerate(results.get("yang_separation", {}).items()):
-                ax.axvline(v, color="grey", ls=":" if k else "-.", lw=1,
-                           label=f"Yang et al. {what}")
-        unit = "pixels" if m == "l0" else "[0, 1] pixels"
-        ax.set_xlabel(f"eps ({m}, {unit})")
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{m}: n={b.size}", fontsize=9)
-        ax.legend(fontsize=5.5, loc="lower left")
-    axes[0].set_ylabel("share of test images with bound > eps\n(upper bound on P[r_O > eps])")
-    ax = axes[-1]
-    accs = [results["distances"][m]["one_nn"] for m in names]
-    vals = [_val(q) for q in accs]
-    errs = np.array([[v - _ci(q)[0], _ci(q)[1] - v] for v, q in zip(vals, accs, strict=True)])
-    ax.bar(range(len(names)), vals, yerr=errs.T, color="C1", capsize=3)
-    ax.set_xticks(range(len(names)), names, fontsize=8)
-    ax.set_ylim(min(vals) - 0.03, 1.0)
-    ax.set_title("1-NN test accuracy (95% CI)", fontsize=9)
-    fig.tight_layout()
+    ceilings = [(name, h["radius"], _val(h["ceiling"]), *_ci(h["ceiling"]))
+                for name, h in sorted(results.get("human_ceilings", {}).items())]
+    separations = {f"Yang et al. {k}": v for k, v in results.get("yang_separation", {}).items()}
     path = Path(path)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
-    return path
+    plot_margin_bounds({m: bounds[m] for m in names}, one_nn, path.with_suffix(""),
+                       marks={m: glyph["l2" if m == "ti_l2" else m] for m in names
+                              if ("l2" if m == "ti_l2" else m) in glyph},
+                       ceilings=ceilings, separations=separations)
+    return path.with_suffix(".png")
 
 
 def margins_table(results: dict) -> str:

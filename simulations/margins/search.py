@@ -238,7 +238,7 @@ class ExactSearch:
     >>> train = rng.integers(0, 256, (50, 16), dtype=np.uint8)
     >>> search = ExactSearch(train, np.arange(50) % 3)
     >>> res = search.nearest(train[:2], ["linf"])["linf"]
-    >>> res.distances[0, 0], res.indices[0, 0]  # the query is training image 0 (class 0)
+    >>> int(res.distances[0, 0]), int(res.indices[0, 0])  # the query is training image 0
     (0, 0)
     """
 
