@@ -13,19 +13,24 @@ to brute force" is an exact statement; :func:`to_unit` rescales them to images i
 
 How it avoids brute force (each step exact):
 
-1. **l2 and l0 by matrix products.** ``||q - x||^2 = ||q||^2 + ||x||^2 - 2 q.x`` with the
-   products in one float32 GEMM per batch of queries. Binary dot products (l0) are
+1. **l2 and l0 by matrix products.** ``||q - x||^2 = ||q||^2 + ||x||^2 - 2 q.x`` with
+   ``||x||^2 - 2 q.x`` from one float32 GEMM per batch of queries (``(-2q, 1)`` times
+   ``(x, ||x||^2)``: no extra pass over the result). Binary dot products (l0) are
    integers <= d < 2**24, exact in float32. The uint8 products are not: the float32
    value ``D~`` of the squared distance ``D`` satisfies ``|D~ - D| <= E(q)`` with
    ``E(q) = 2.5 * 2 (gamma_{d+3} + 3u) (||q||^2 + max ||x||^2)``
-   (:func:`l2_error_bound`; ``u = 2**-24``, ``gamma_n = n u / (1 - n u)``; the standard
-   dot-product bound with ``2 q.x <= ||q||^2 + ||x||^2``, times 2.5 for safety). So every
+   (:func:`gemm_error_bound`; ``u = 2**-24``, ``gamma_n = n u / (1 - n u)``; the standard
+   dot-product bound on ``d + 1`` terms with ``2 q.x <= ||q||^2 + ||x||^2``, the
+   rounding of ``||x||^2`` to float32 and of the final addition, times 2.5 for safety). So every
    minimiser has ``D~ <= min D~ + 2 E``; those few candidates get exact int64 distances.
 2. **l1 from l2.** Pixel differences satisfy ``|v| <= 255``, so ``v^2 <= 255 |v|`` and
    ``||q - x||_1 >= ||q - x||_2^2 / 255`` (:func:`l1_lower_bound`) -- tight on MNIST,
-   whose pixels are mostly 0 or 255. The smallest exact l1 distance among the 16
-   l2-nearest images of each class is an upper bound; only images whose lower bound does
-   not exceed it get exact l1 distances.
+   whose pixels are mostly 0 or 255; and ``min(a, b) <= sqrt(a b)`` gives
+   ``||q - x||_1 >= sum q + sum x - 2 sqrt(q).sqrt(x)``, exact where either pixel is 0
+   (a second GEMM, error bounded as above). The exact l1 distance of each class's
+   l2-nearest image is an upper bound; only images whose two lower bounds do not exceed
+   it are kept, then only those whose l1 distance between 2 x 2 block sums (a lower bound
+   by the triangle inequality) does not exceed it either get exact l1 distances.
 3. **l-inf by partial maxima with early abandoning** (no matrix product). Per query,
    the pixels are ordered most telling first (where many training images differ from the
    query by about 253 grey levels, the typical minimum). The running maximum of
@@ -56,7 +61,7 @@ __all__ = [
     "NearestByClass",
     "as_pixel_rows",
     "brute_force_nearest",
-    "l2_error_bound",
+    "gemm_error_bound",
     "to_unit",
 ]
 
@@ -68,13 +73,13 @@ BINARY_THRESHOLD = 128
 
 _U = 2.0**-24
 
-#: l2-nearest images per class whose exact l1 / l-inf distances give the starting upper
-#: bounds (speed only).
-TOP_K = 16
-
 #: ``v^2 <= 255 |v|`` for pixel differences: the l1 lower bound ``D / 255``. Tests set it
 #: lower (a broken bound) to show that the property test catches it.
 _L1_PER_SQ = 255.0
+
+#: The l1 square-root bound keeps pairs with bound <= upper + _L1_HELLINGER_SLACK (+ its
+#: float32 error bound); 0 is exact (tests set -1, a broken bound).
+_L1_HELLINGER_SLACK = 0
 
 #: The l1 block-sum bound keeps pairs with bound <= upper + _L1_BLOCK_SLACK; 0 is exact
 #: (tests set it to -1, a broken bound).
@@ -102,10 +107,13 @@ def _gamma(n: int) -> float:
     return n * _U / (1 - n * _U)
 
 
-def l2_error_bound(query_sqnorm: np.ndarray, max_train_sqnorm: float, d: int) -> np.ndarray:
-    """Bound on ``|D~ - D|`` for the float32 squared l2 distance ``D~`` (see module docs)."""
-    return 2.5 * 2 * (_gamma(d + 3) + 3 * _U) * (np.asarray(query_sqnorm, float)
-                                                 + float(max_train_sqnorm))
+def gemm_error_bound(query_term: np.ndarray, max_train_term: float, d: int) -> np.ndarray:
+    """Bound on the float32 error of ``a(q) + b(x) - 2 f(q).f(x)`` from one GEMM of
+    ``d + 1`` terms, where ``2 |f(q).f(x)| <= a(q) + b(x)``: the squared l2 distance
+    (``f`` = pixels, ``a``, ``b`` = squared norms) and the l1 bound with ``f`` = square
+    roots (``a``, ``b`` = pixel sums). See the module docs."""
+    return 2.5 * 2 * (_gamma(d + 3) + 3 * _U) * (np.asarray(query_term, float)
+                                                 + float(max_train_term))
 
 
 def check_metrics(metrics: Iterable[str] | str, name: str = "metrics") -> tuple[str, ...]:
@@ -261,9 +269,13 @@ class ExactSearch:
         self.col_class = np.searchsorted(self.classes, sorted_labels)
         self.pixels = x[self.order]
         self.pixels_t = np.ascontiguousarray(self.pixels.T)  # pixel-major, for l-inf scans
-        self._f32 = self.pixels.astype(np.float32)
         sq = np.einsum("ij,ij->i", self.pixels.astype(np.int64), self.pixels.astype(np.int64))
-        self._sq32 = sq.astype(np.float32)
+        sums = self.pixels.sum(axis=1, dtype=np.int64)
+        self._summax = float(sums.max())
+        self._sqrt_f32_sum = np.hstack([np.sqrt(self.pixels.astype(np.float64)),
+                                        sums[:, None]]).astype(np.float32)  # (sqrt x, sum x)
+        self._f32_sq = np.hstack([self.pixels.astype(np.float32),
+                                  sq.astype(np.float32)[:, None]])  # (x, ||x||^2)
         self._sqmax = float(sq.max())
         on = self.pixels >= BINARY_THRESHOLD
         self._bin = on.astype(np.float32)
@@ -354,7 +366,8 @@ class ExactSearch:
             l2_out = out["l2"]
         else:
             l2_out = (np.empty_like(out[metrics[0]][0]), np.empty_like(out[metrics[0]][0]))
-        approx, err, top = self._l2(q, *l2_out)
+        approx, err = self._l2(q, *l2_out)
+        top = l2_out[1][:, :, None]  # each class's l2-nearest image: an l1 upper bound
         if "l1" in metrics:
             self._l1(q, approx, err, top, *out["l1"], caps.get("l1"))
 
@@ -378,30 +391,32 @@ class ExactSearch:
 
     def _l2(self, q: np.ndarray, out_d: np.ndarray, out_i: np.ndarray):
         qsq = np.einsum("ij,ij->i", q.astype(np.int64), q.astype(np.int64))
-        approx = q.astype(np.float32) @ self._f32.T
-        approx *= -2
-        approx += self._sq32
+        # one GEMM gives ||x||^2 - 2 q.x (the factor -2 is exact, the norms ride along as
+        # an extra coordinate); the error bound covers its d + 1 terms
+        lhs = np.empty((len(q), self.d + 1), np.float32)
+        lhs[:, :-1] = q
+        lhs[:, :-1] *= -2
+        lhs[:, -1] = 1
+        approx = lhs @ self._f32_sq.T
         approx += qsq.astype(np.float32)[:, None]
-        err = l2_error_bound(qsq, self._sqmax, self.d)
+        err = gemm_error_bound(qsq, self._sqmax, self.d)
         limit = self._class_min(approx) + 2 * err[:, None]
         rows, cols = self._below(approx, limit)
         exact = _chunked_pairs(q, rows, self.pixels, cols, "l2")
         _group_min(rows, self.col_class[cols], exact, cols, out_d, out_i)
-        # The TOP_K l2-nearest columns of each class: their exact l1 and l-inf distances
-        # start the other searches with tight upper bounds.
-        top = []
-        for block in self._blocks():
-            k = min(TOP_K, block.stop - block.start)
-            part = np.argpartition(approx[:, block], k - 1, axis=1)[:, :k]
-            top.append(part + block.start)
-        k = min(t.shape[1] for t in top)
-        return approx, err, np.stack([t[:, :k] for t in top], axis=1)
+        return approx, err
 
-    def _below(self, values: np.ndarray, limit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(row, column) pairs with ``values <= limit[row, class(column)]``."""
+    def _below(self, values: np.ndarray, limit: np.ndarray,
+               *more: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, column) pairs with ``values <= limit[row, class(column)]`` (and likewise
+        for each further (values, limit) pair in ``more``)."""
         rows, cols = [], []
+        tests = [(values, limit), *zip(more[::2], more[1::2], strict=True)]
         for c, block in enumerate(self._blocks()):
-            r, j = np.nonzero(values[:, block] <= limit[:, c:c + 1])
+            mask = tests[0][0][:, block] <= tests[0][1][:, c:c + 1]
+            for v, lim in tests[1:]:
+                mask &= v[:, block] <= lim[:, c:c + 1]
+            r, j = np.nonzero(mask)
             rows.append(r)
             cols.append(j + block.start)
         return np.concatenate(rows), np.concatenate(cols)
@@ -427,7 +442,19 @@ class ExactSearch:
         # candidates: lower bound (D~ - E) / 255 <= upper, i.e. D~ <= 255 upper + E
         # (float32 limit rounded up, so that no candidate is lost to rounding)
         limit = np.nextafter((_L1_PER_SQ * upper + err[:, None]).astype(np.float32), np.inf)
-        rows, cols = self._below(approx, limit)
+        # and min(a, b) <= sqrt(a b): ||q - x||_1 >= sum q + sum x - 2 sqrt(q).sqrt(x)
+        # (exact where a pixel is 0 in either image, where the bound above is weakest)
+        qsum = q.sum(axis=1, dtype=np.int64)
+        lhs = np.empty((len(q), self.d + 1), np.float32)
+        lhs[:, :-1] = np.sqrt(q.astype(np.float64))
+        lhs[:, :-1] *= -2
+        lhs[:, -1] = 1
+        hell = lhs @ self._sqrt_f32_sum.T
+        hell += qsum.astype(np.float32)[:, None]
+        h_err = gemm_error_bound(qsum, self._summax, self.d)
+        h_limit = np.nextafter((upper + _L1_HELLINGER_SLACK + h_err[:, None]).astype(np.float32),
+                               np.inf)
+        rows, cols = self._below(approx, limit, hell, h_limit)
         # second bound, on those pairs: l1 of the 2 x 2 block sums (triangle inequality)
         q_sums = np.add.reduceat(q[:, self._sum_perm].astype(np.int16), self._sum_starts,
                                  axis=1)

@@ -103,6 +103,7 @@ def test_capped_search_reports_what_lies_below_the_cap(scan_settings, problem, s
 
 
 @pytest.mark.parametrize("broken", [("_L1_PER_SQ", 128.0), ("_L1_BLOCK_SLACK", -1),
+                                    ("_L1_HELLINGER_SLACK", -1),
                                     ("_LINF_SLACK", 1)])
 def test_the_property_catches_a_broken_bound(monkeypatch, broken):
     monkeypatch.setattr(search_mod, "_FIRST_BLOCKS", 1)
