@@ -209,12 +209,15 @@ def margins_table(results: dict) -> str:
     for m, s in results["distances"].items():
         q = s["one_nn"]
         lo, hi = _ci(q)
+        extra = q["extra"] if isinstance(q, dict) else q.extra
+        ties = (f" ({extra['ties']} ties; {extra['if_ties_won']:.4f} if won)"
+                if extra.get("ties") else "")
         tt = s.get("train_separation")
         train_sep = "-" if tt is None else f"{tt['value']:.4g}"
         shares = {float(k): v for k, v in s.get("share_above", {}).items()}
         cells = ", ".join(f"{e:g}: {_val(v):.4f}" for e, v in sorted(shares.items()))
         lines.append(
-            f"| {m} | {s['n']} | {_val(q):.4f} [{lo:.4f}, {hi:.4f}] | "
+            f"| {m} | {s['n']} | {_val(q):.4f} [{lo:.4f}, {hi:.4f}]{ties} | "
             f"{_val(s['separation']):.4g} | {train_sep} | {s['median_bound']:.4g} | "
             f"{cells} |")
     return "\n".join(lines)

@@ -118,6 +118,7 @@ def test_summaries_by_hand():
     assert np.allclose(nearest_other(arrays, "linf"), [0.2, 0.4, 0.0])
     acc = one_nn(arrays, "linf")  # image 1 ties (an error), image 2 is nearer class 0
     assert acc.value == pytest.approx(1 / 3) and acc.extra["ties"] == 1
+    assert acc.extra["if_ties_won"] == pytest.approx(2 / 3)
     share = share_above(nearest_other(arrays, "linf"), 0.3, "linf")
     assert share.value == pytest.approx(1 / 3) and share.low < share.value < share.high
     summary = margin_summary(arrays, "linf", (0.1,))
