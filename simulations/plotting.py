@@ -543,7 +543,7 @@ def plot_margin_bounds(bounds: Mapping[str, np.ndarray],
         unit = "pixels" if m == "l0" else "[0, 1] images"
         ax.set_xlabel(f"eps ({m}, {unit})")
         ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{m} (n={b.size})")
+        ax.set_title(f"{m} (n={b.size})", fontsize=8)
         ax.legend(fontsize=5, loc="lower left")
     flat[0].set_ylabel("share with bound > eps\n(>= P[r_O > eps])")
     ax = flat[len(names)]
@@ -553,7 +553,7 @@ def plot_margin_bounds(bounds: Mapping[str, np.ndarray],
     ax.bar(range(len(names)), vals, yerr=err, color="C1", capsize=3)
     ax.set_xticks(range(len(names)), names)
     ax.set_ylim(max(0.0, float(vals.min()) - 0.05), 1.0)
-    ax.set_title("1-NN test accuracy (95% CI)")
+    ax.set_title("1-NN accuracy (95% CI)", fontsize=8)
     for extra in flat[len(names) + 1:]:
         extra.set_visible(False)
     return save_figure(fig, stem)
