@@ -267,6 +267,7 @@ class ExactSearch:
         sorted_labels = labels[self.order].astype(np.int64)
         self.classes, self.starts = np.unique(sorted_labels, return_index=True)
         self.col_class = np.searchsorted(self.classes, sorted_labels)
+        self._class_sizes = np.diff([*self.starts, len(sorted_labels)])
         self.pixels = x[self.order]
         self.pixels_t = np.ascontiguousarray(self.pixels.T)  # pixel-major, for l-inf scans
         sq = np.einsum("ij,ij->i", self.pixels.astype(np.int64), self.pixels.astype(np.int64))
@@ -508,15 +509,18 @@ class ExactSearch:
         blocks = self._order(pooled_q, _TYPICAL_LINF, self._pool_count_ge)
         for b in blocks[:_FIRST_BLOCKS]:  # all images, pooled: uint8, in place
             qb, xb = pooled_q[b], self.pooled_t[b]
-            if qb == 0:
+            if qb == 0:  # |x - 0| = x
                 np.maximum(running, xb, out=running)
                 continue
-            np.maximum(xb, qb, out=scratch)
-            scratch -= np.minimum(xb, qb)
+            if qb == 255:  # |x - 255| = 255 - x
+                np.subtract(255, xb, out=scratch)
+            else:
+                np.maximum(xb, qb, out=scratch)
+                scratch -= np.minimum(xb, qb)
             np.maximum(running, scratch, out=running)
         pixels = self._order(qi, _TYPICAL_LINF, self._count_ge)
         bound = out_d.astype(np.int16)
-        cand = np.flatnonzero(running < (bound - _LINF_SLACK)[self.col_class])
+        cand = np.flatnonzero(running < np.repeat(bound - _LINF_SLACK, self._class_sizes))
         running = running[cand]
         pos, size = 0, 16
         first = True
