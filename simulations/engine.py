@@ -69,6 +69,9 @@ REQUIRED_ON_WORKERS: tuple[str, ...] = (
     "invariance-tradeoffs", "numpy", "scipy", "scikit-learn", "joblib", "threadpoolctl",
 )
 
+#: Seconds a scheduler address has to answer (before anything is written).
+CONNECT_TIMEOUT = 5.0
+
 #: Upper bound on ``local:N`` (same bound as ``--n-jobs``).
 MAX_LOCAL_WORKERS = 256
 
@@ -188,20 +191,23 @@ class Engine:
     n_jobs : int
         joblib workers when local (``-1``: one per core; ``1``: in process). Ignored on
         a cluster (each worker runs one task at a time per thread).
-    connect_timeout : float
-        Seconds to wait for a scheduler address to answer.
+    connect_timeout : float, optional
+        Seconds to wait for a scheduler address to answer (default
+        :data:`CONNECT_TIMEOUT`).
 
     Use as a context manager: the cluster is started (or connected to) on entry and the
     client closed (a LocalCluster stopped) on exit.
     """
 
     def __init__(self, scheduler: str | SchedulerSpec | None = None, *, n_jobs: int = -1,
-                 connect_timeout: float = 5.0) -> None:
+                 connect_timeout: float | None = None) -> None:
         self.spec = parse_scheduler(scheduler)
         if self.spec is not None:
             require_distributed()
         if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0:
             raise ValueError(f"n_jobs must be a non-zero integer, got {n_jobs!r}")
+        if connect_timeout is None:
+            connect_timeout = CONNECT_TIMEOUT
         if not connect_timeout > 0:
             raise ValueError(f"connect_timeout must be > 0, got {connect_timeout!r}")
         self.n_jobs = n_jobs
