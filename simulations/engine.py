@@ -55,6 +55,7 @@ __all__ = [
     "WorkerError",
     "check_workers",
     "current_engine",
+    "distributed_engine",
     "parse_scheduler",
     "require_distributed",
     "session",
@@ -179,6 +180,13 @@ _CURRENT: contextvars.ContextVar[Engine | None] = contextvars.ContextVar(
 def current_engine() -> Engine | None:
     """The engine opened by the innermost enclosing ``with Engine(...)`` (or None)."""
     return _CURRENT.get()
+
+
+def distributed_engine() -> Engine | None:
+    """The enclosing engine when it runs on a Dask cluster, else None: what a pipeline's
+    steps pass on as ``scheduler=`` (e.g. ``tradeoffs reproduce --scheduler``)."""
+    engine = _CURRENT.get()
+    return engine if engine is not None and engine.distributed else None
 
 
 class Engine:
