@@ -49,6 +49,7 @@ from typing import Any
 
 __all__ = [
     "INSTALL_HINT",
+    "BuiltOnWorker",
     "REQUIRED_ON_WORKERS",
     "Engine",
     "SchedulerSpec",
@@ -304,9 +305,17 @@ class Engine:
         """``obj`` placed once on every worker (a Dask future), or ``obj`` itself locally.
 
         Pass the result to :meth:`imap_unordered` / :meth:`map` as ``shared``: tasks then
-        receive the object without it being pickled with each of them.
+        receive the object without it being pickled with each of them. A
+        :class:`BuiltOnWorker` is instead built on every worker now (a worker started
+        later builds it at its first task) and returned as it is.
         """
         if self.spec is None:
+            return obj
+        if isinstance(obj, BuiltOnWorker):  # small: travels with each task; built now
+            client = self._require_client()
+            workers = list(client.scheduler_info(n_workers=-1)["workers"])
+            client.gather([client.submit(_build, obj, workers=[w], allow_other_workers=False,
+                                         pure=False) for w in workers])
             return obj
         key = id(obj)
         if key not in self._shared:
@@ -374,6 +383,10 @@ class Engine:
             yield -1
 
 
+def _build(obj: BuiltOnWorker) -> None:
+    obj.built()
+
+
 def _numbered(fn: Callable[..., Any], shared: Any, i: int, item: Any) -> tuple[int, Any]:
     return i, fn(shared, item)
 
@@ -407,6 +420,45 @@ def session(scheduler: str | SchedulerSpec | Engine | None = None, *,
         return
     with Engine(spec, n_jobs=n_jobs) as engine:
         yield engine
+
+
+_BUILT: dict[str, Any] = {}
+
+
+class BuiltOnWorker:
+    """A callable made where it runs: ``factory(*args, **kwargs)`` is called once per
+    process (on each worker, or here) and its result is called with each task's arguments.
+
+    Only the factory and its small arguments travel, not the object: for inputs that a
+    worker loads from the data folder faster than they can be sent (the l0 attack's
+    binarised pools and k-NN judge pickle to about 0.9 GB; see docs/distributed.md). The
+    last object built is kept per process (one at a time, to bound memory).
+
+    >>> import operator
+    >>> real_part = BuiltOnWorker(operator.attrgetter, "real")  # built at the first call
+    >>> real_part(3 + 4j)
+    3.0
+    """
+
+    def __init__(self, factory: Callable[..., Callable[..., Any]], *args: Any,
+                 **kwargs: Any) -> None:
+        import hashlib
+        import pickle
+
+        self.factory, self.args, self.kwargs = factory, args, kwargs
+        name = f"{getattr(factory, '__module__', '')}.{getattr(factory, '__qualname__', '')}"
+        self.key = hashlib.sha256(name.encode() + pickle.dumps((args, sorted(kwargs.items())))
+                                  ).hexdigest()
+
+    def built(self) -> Callable[..., Any]:
+        """The object in this process (built on first use)."""
+        if self.key not in _BUILT:
+            _BUILT.clear()
+            _BUILT[self.key] = self.factory(*self.args, **self.kwargs)
+        return _BUILT[self.key]
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.built()(*args, **kwargs)
 
 
 def timed_share(engine: Engine, obj: Any) -> tuple[Any, float]:

@@ -30,7 +30,8 @@ from invariance_tradeoffs.simulations.cli.args import (
     int_in,
 )
 
-__all__ = ["add_parser", "add_run_args", "attack_jobs", "resolve_indices", "run_command"]
+__all__ = ["add_parser", "add_run_args", "attack_jobs", "l0_batch", "resolve_indices",
+           "run_command"]
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -122,6 +123,19 @@ def _cmd_linf(args: argparse.Namespace) -> int:
     return run_command(args, f"linf_eps{eps:g}", params, batch, indices=indices)
 
 
+def l0_batch(data_dir: str | None, **options: object) -> Callable[[np.ndarray], dict]:
+    """The l0 attack's batch function, built from the MNIST found at ``data_dir`` (as
+    ``--data-dir``): what each Dask worker builds for itself (``options``: those of
+    :func:`~invariance_tradeoffs.simulations.attacks.l0.attack.batch_attack`)."""
+    from invariance_tradeoffs.simulations.attacks.l0.attack import batch_attack
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+    batch = batch_attack(load_mnist("train", data_dir), load_mnist("test", data_dir),
+                         **options)[0]  # type: ignore[arg-type]
+    batch.attack.prepare(np.arange(10))  # type: ignore[attr-defined]  # every pool, once
+    return batch
+
+
 def _cmd_l0(args: argparse.Namespace) -> int:
     from invariance_tradeoffs.simulations.attacks.l0.attack import batch_attack, summarize_run
     from invariance_tradeoffs.simulations.attacks.runs import load_run
@@ -131,9 +145,14 @@ def _cmd_l0(args: argparse.Namespace) -> int:
     indices = resolve_indices(args)
     train = load_mnist("train", args.data_dir)
     test = load_mnist("test", args.data_dir)
-    batch, params = batch_attack(
-        train, test, n_train=args.train_subset, budget=args.budget, targets=args.targets,
-        min_confidence=args.min_confidence, random_state=args.seed, n_jobs=attack_jobs(args))
+    options = dict(n_train=args.train_subset, budget=args.budget, targets=args.targets,
+                   min_confidence=args.min_confidence, random_state=args.seed,
+                   n_jobs=attack_jobs(args))
+    batch, params = batch_attack(train, test, **options)
+    if args.scheduler:  # each worker builds the attack from the data folder (see engine)
+        from invariance_tradeoffs.simulations.engine import BuiltOnWorker
+
+        batch = BuiltOnWorker(l0_batch, args.data_dir, **options)
     name = f"l0_{args.targets}"
     code = run_command(args, name, params, batch, indices=indices)
     if code == 0:
