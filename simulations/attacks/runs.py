@@ -469,13 +469,15 @@ def save_release(run: AttackRun, folder: str | os.PathLike, *,
     Loading the folder back (``load_published_examples(folder)``, or
     ``--published-dir folder``) gives the set ``<norm>/<label>[_epsDD]``.
     """
-    from invariance_tradeoffs.simulations.study.design import check_set_name, release_name
+    from invariance_tradeoffs.simulations.data.published import release_name
 
     norm = run.params.get("attack")
     if norm not in ("linf", "l0", "l1", "l2"):
         raise ValueError(f"run parameters name no known norm as 'attack' (got {norm!r})")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", str(label)):
+        raise ValueError(f"label must be letters, digits, '_' or '-', got {label!r}")
     eps = run.params.get("eps") if norm != "l0" else None
-    name = check_set_name(release_name(norm, eps, label), "label")
+    name = release_name(norm, eps, label)
     pixels = np.asarray(run.examples, dtype=np.float64) * 255.0
     grey = np.rint(pixels)
     images = grey.astype(np.uint8) if np.array_equal(grey, pixels) else pixels.astype(np.float32)
