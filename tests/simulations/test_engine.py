@@ -46,8 +46,8 @@ from invariance_tradeoffs.simulations.engine import (  # noqa: E402
     require_distributed,
 )
 
-N_TRAIN = 10000  # training images searched by the l-inf attack (speed only)
-N_SHORT = 16  # sources of the interrupted runs (8 shards of 2)
+N_TRAIN = 5000  # training images searched by the l-inf attack (speed only)
+N_SHORT = 12  # sources of the interrupted runs (6 shards of 2)
 PARAMS = {"attack": "linf", "eps": 0.3, "n_train": N_TRAIN}
 
 
@@ -273,7 +273,7 @@ def test_worker_killed_mid_run_still_identical(engine, linf, linf_local, tmp_pat
     victim = sorted(pids.values())[0]
     thread, seen = _when_parts(tmp_path / "linf.parts", 2,
                                lambda: os.kill(victim, signal.SIGKILL))
-    run, _ = run_attack(Slow(batch, 0.5), idx, tmp_path, "linf", PARAMS, batch_size=2,
+    run, _ = run_attack(Slow(batch, 0.3), idx, tmp_path, "linf", PARAMS, batch_size=2,
                         progress=False, grid=False, scheduler=engine)
     thread.join()
     assert seen["parts"] < len(idx) // 2  # killed while shards were left
@@ -290,7 +290,7 @@ def test_rerun_after_client_stopped_computes_only_missing_shards(engine, linf, l
     with Engine(engine.cluster.scheduler_address) as second:  # another client, by address
         thread, seen = _when_parts(parts, 3, second.close)
         with pytest.raises(RuntimeError):
-            run_attack(Slow(batch, 0.5), idx, tmp_path, "linf", PARAMS, batch_size=2,
+            run_attack(Slow(batch, 0.3), idx, tmp_path, "linf", PARAMS, batch_size=2,
                        progress=False, grid=False, scheduler=second)
         thread.join()
     kept = _parts(parts)
