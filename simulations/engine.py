@@ -50,6 +50,7 @@ from typing import Any
 __all__ = [
     "INSTALL_HINT",
     "BuiltOnWorker",
+    "ClusterLostError",
     "REQUIRED_ON_WORKERS",
     "Engine",
     "SchedulerSpec",
@@ -131,6 +132,23 @@ def require_distributed() -> Any:
 
 class WorkerError(RuntimeError):
     """A cluster's workers cannot run the package's tasks (missing or other versions)."""
+
+
+class ClusterLostError(RuntimeError):
+    """The client or the cluster went away while tasks were running (finished results
+    already handed out are kept by the caller, e.g. the shards of an attack run)."""
+
+
+def _lost_errors() -> tuple[type[BaseException], ...]:
+    """What Dask raises for tasks lost with their client, workers or scheduler."""
+    import asyncio
+    import concurrent.futures
+
+    from distributed import KilledWorker
+    from distributed.comm import CommClosedError
+
+    return (concurrent.futures.CancelledError, asyncio.CancelledError, KilledWorker,
+            CommClosedError)
 
 
 def check_workers(client: Any, required: Sequence[str] = REQUIRED_ON_WORKERS) -> dict:
@@ -349,11 +367,26 @@ class Engine:
         client = self._require_client()
         futures = [client.submit(_numbered, fn, shared, i, item, pure=False)
                    for i, item in enumerate(items)]
+        n_done = 0
         try:
             for future in dd.as_completed(futures, loop=client.loop):
-                yield future.result()
+                value = future.result()  # a task's own error is raised as it is
+                n_done += 1
+                yield value
+        except Exception as exc:
+            # A task's own error is the caller's; anything while the client is closing
+            # (dask may then fail in its own plumbing) means the tasks are lost.
+            if not (isinstance(exc, _lost_errors()) or client.status != "running"):
+                raise
+            raise ClusterLostError(
+                f"the Dask client or cluster stopped during the run after {n_done} of "
+                f"{len(futures)} tasks ({type(exc).__name__}: {exc})") from exc
         finally:
-            client.cancel([f for f in futures if not f.done()])
+            with contextlib.suppress(Exception):  # the client may be gone already
+                client.cancel([f for f in futures if not f.done()])
+        if n_done < len(futures):
+            raise ClusterLostError(f"the Dask client or cluster stopped during the run after "
+                                   f"{n_done} of {len(futures)} tasks")
 
     def map(self, fn: Callable[..., Any], items: Iterable[Any], shared: Any = None) -> list:
         """``[fn(shared, item) for item in items]`` computed by the engine, in order.

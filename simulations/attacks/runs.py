@@ -51,7 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
-from invariance_tradeoffs.simulations.engine import Engine
+from invariance_tradeoffs.simulations.engine import ClusterLostError, Engine
 from invariance_tradeoffs.simulations.io import (
     CorruptFileError,
     atomic_savez,
@@ -428,19 +428,24 @@ def run_attack(
         unit="src",
     ) as bar:
         # Each batch is one shard: written as soon as it comes back, in any order.
-        for _, (batch, arrays) in engine.imap_unordered(_attack_batch, batches,
-                                                        engine.share(attack)):
-            missing = [k for k in CORE_KEYS if k not in arrays]
-            if missing:
-                raise ValueError(f"attack returned no {missing}")
-            _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
-            next_part += 1
-            for i, src in enumerate(batch):
-                rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
-            bar.update(len(batch))
+        try:
+            for _, (batch, arrays) in engine.imap_unordered(_attack_batch, batches,
+                                                            engine.share(attack)):
+                missing = [k for k in CORE_KEYS if k not in arrays]
+                if missing:
+                    raise ValueError(f"attack returned no {missing}")
+                _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
+                next_part += 1
+                for i, src in enumerate(batch):
+                    rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
+                bar.update(len(batch))
+        except ClusterLostError as exc:
+            raise ClusterLostError(f"{exc}; the {len(rows)} sources finished are kept in "
+                                   f"{parts_dir}: rerun to compute only the missing ones"
+                                   ) from exc
     lost = [int(i) for i in indices if int(i) not in rows]
     if lost:  # e.g. a cluster that went away: never write a final file with holes
-        raise RuntimeError(f"{len(lost)} sources were not computed (first: {lost[:5]}); the "
+        raise ClusterLostError(f"{len(lost)} sources were not computed (first: {lost[:5]}); the "
                            f"finished shards are in {parts_dir}: rerun to complete the run")
     keys = list(rows[int(indices[0])])
     stacked = {k: np.stack([rows[int(i)][k] for i in indices]) for k in keys}

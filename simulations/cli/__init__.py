@@ -22,7 +22,7 @@ import warnings
 from collections.abc import Sequence
 from typing import NoReturn
 
-from invariance_tradeoffs.simulations.engine import WorkerError
+from invariance_tradeoffs.simulations.engine import ClusterLostError, WorkerError
 
 # (subcommand module, import path). Modules are imported lazily so that a missing
 # optional dependency (e.g. torch) only affects its own subcommand.
@@ -111,7 +111,7 @@ def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:
         return 141
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
             PermissionError, IsADirectoryError, ImportError, ConnectionError,
-            WorkerError) as exc:
+            WorkerError, ClusterLostError) as exc:
         print(f"tradeoffs: error: {exc}", file=sys.stderr)
         return 2
 
