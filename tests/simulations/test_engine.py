@@ -336,3 +336,26 @@ def test_cli_attacks_with_scheduler(engine, mnist_dir, tmp_path, capsys):
     assert main([*l0, "--out", str(tmp_path / "remote"), "--scheduler", address]) == 0
     _same(load_run(tmp_path / "remote" / "l0_all.npz"),
           load_run(tmp_path / "local" / "l0_all.npz"))
+
+
+@pytest.mark.slow  # training: about 14 s on the loaded 2-core box
+def test_zoo_training_on_the_cluster_identical(engine, mnist_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    from invariance_tradeoffs.simulations.models.train_pool import TrainJob, train_missing
+    from invariance_tradeoffs.simulations.models.zoo import load_or_train
+
+    done = train_missing([TrainJob("zoo", "tiny-standard")], data_dir=mnist_dir,
+                         cache_dir=tmp_path / "remote", progress=False, scheduler=engine)
+    assert [d["job"] for d in done] == ["tiny-standard"]
+    assert done[0]["pid"] in engine.worker_pids().values()  # trained on a worker
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as a worker
+    try:
+        here = load_or_train("tiny-standard", data_dir=mnist_dir, cache_dir=tmp_path / "here")
+    finally:
+        torch.set_num_threads(threads)
+    remote = load_or_train("tiny-standard", data_dir=mnist_dir, cache_dir=tmp_path / "remote",
+                           train_if_missing=False)
+    for a, b in zip(here.model.module.state_dict().values(),
+                    remote.model.module.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
