@@ -359,3 +359,26 @@ def test_zoo_training_on_the_cluster_identical(engine, mnist_dir, tmp_path):
     for a, b in zip(here.model.module.state_dict().values(),
                     remote.model.module.state_dict().values(), strict=True):
         assert torch.equal(a, b)
+
+
+@pytest.mark.slow  # a reduced `tradeoffs reproduce --quick` twice: about 90 s
+def test_reproduce_on_the_cluster_identical(engine, mnist_dir, published_dir, tmp_path):
+    pytest.importorskip("torch")
+    import json
+
+    from invariance_tradeoffs.simulations.cli import main
+
+    base = ["reproduce", "--quick", "--data-dir", str(mnist_dir), "--published-dir",
+            str(published_dir), "--models", "tiny-logreg", "tiny-standard", "--n-sources", "3",
+            "--n-test", "40", "--pgd-steps", "2", "--pgd-restarts", "1", "--l0-sources", "2",
+            "--no-progress"]
+    results = []
+    for name, extra in (("local", []), ("dask", ["--scheduler",
+                                                 engine.cluster.scheduler_address])):
+        assert main([*base, "--out", str(tmp_path / name), "--cache-dir",
+                     str(tmp_path / f"cache-{name}"), *extra]) == 0
+        res = json.loads((tmp_path / name / "results.json").read_text())
+        res["attack"].pop("alignment_seconds")  # a timing
+        results.append(res)
+    assert results[0]["evals"] == results[1]["evals"]  # trained and evaluated on workers
+    assert results[0]["attack"] == results[1]["attack"]  # alignment search on workers

@@ -322,8 +322,10 @@ def evaluations(stages: Stages, models: dict, info: dict, sets: dict,
     bar = tqdm(total=len(todo), desc="evaluation", disable=not progress or not todo)
     calls = [(m, models[m], sets, config, test.images, test.labels) for m in todo]
     engine = distributed_engine()
-    if engine is not None:  # one model per task, one torch thread each
-        results: Any = (r for _, r in engine.imap_unordered(_eval_task, calls))
+    if engine is not None:  # one model per task, one torch thread each; data sent once
+        common = engine.share((sets, config, test.images, test.labels))
+        results: Any = (r for _, r in engine.imap_unordered(
+            _eval_task, [(m, models[m]) for m in todo], common))
     elif n_jobs == 1 or len(todo) < 2:
         results = (_timed_eval(*c, None) for c in calls)
     else:
@@ -340,8 +342,9 @@ def evaluations(stages: Stages, models: dict, info: dict, sets: dict,
     return out
 
 
-def _eval_task(_: Any, call: tuple) -> tuple:
-    return _timed_eval(*call, 1)
+def _eval_task(common: tuple, model: tuple) -> tuple:
+    """One model's evaluation on a worker (``common``: sets, config, test images, labels)."""
+    return _timed_eval(*model, *common, 1)
 
 
 def set_threads(threads: int) -> None:
