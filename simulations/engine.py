@@ -151,9 +151,11 @@ def _lost_errors() -> tuple[type[BaseException], ...]:
             CommClosedError)
 
 
-def check_workers(client: Any, required: Sequence[str] = REQUIRED_ON_WORKERS) -> dict:
+def check_workers(client: Any, required: Sequence[str] = REQUIRED_ON_WORKERS, *,
+                  expected: dict[str, str | None] | None = None) -> dict:
     """Check that every worker has the ``required`` distributions at this process' versions.
 
+    ``expected`` overrides the versions wanted (default: those installed here).
     Returns ``{worker address: {distribution: version}}``.
 
     Raises
@@ -167,6 +169,7 @@ def check_workers(client: Any, required: Sequence[str] = REQUIRED_ON_WORKERS) ->
             local[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             local[name] = None
+    local.update(expected or {})
     # importlib.metadata.version is a standard-library function: it unpickles on a worker
     # that lacks this package, so the check can report that.
     found: dict[str, dict[str, str | None]] = {}

@@ -187,6 +187,8 @@ def test_workers_lacking_a_distribution_are_named(engine):
                                        for v in versions.values())
     with pytest.raises(WorkerError, match="lacks no-such-distribution-15"):
         check_workers(engine.client, (*REQUIRED_ON_WORKERS, "no-such-distribution-15"))
+    with pytest.raises(WorkerError, match=r"has numpy \S+ \(here 0\.0\)"):
+        check_workers(engine.client, expected={"numpy": "0.0"})
 
 
 # ---------------------------------------------------------------- identical results
