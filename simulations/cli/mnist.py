@@ -270,6 +270,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                    "on one core; default 0: off)")
     add_seed(p, what="the PGD random starts and AutoAttack")
     add_threads(p)
+    add_scheduler(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_progress(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -333,6 +334,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         test_labels=test_labels,
         test_eps=tuple(args.eps) if args.n_test else (),
         autoattack=autoattack,
+        scheduler=args.scheduler,
     )
     result["published_dir"] = str(sets.folder)
     result["missing_sets"] = sets.missing

@@ -384,3 +384,26 @@ def test_reproduce_on_the_cluster_identical(engine, mnist_dir, published_dir, tm
         results.append(res)
     assert results[0]["evals"] == results[1]["evals"]  # trained and evaluated on workers
     assert results[0]["attack"] == results[1]["attack"]  # alignment search on workers
+
+
+@pytest.mark.slow  # trains two tiny models (cached per test) and evaluates them twice
+def test_evaluate_models_on_the_cluster_identical(engine, mnist_dir, published_dir, tmp_path):
+    torch = pytest.importorskip("torch")
+    from invariance_tradeoffs.simulations.evaluation.agreement import (
+        PGDSettings,
+        evaluate_models,
+    )
+    from invariance_tradeoffs.simulations.models.zoo import load_or_train
+
+    sets = load_published_examples(published_dir, data_dir=mnist_dir)
+    models = {n: load_or_train(n, data_dir=mnist_dir, cache_dir=tmp_path).model
+              for n in ("tiny-logreg", "tiny-standard")}
+    pgd = PGDSettings(steps=2, restarts=1, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as on a worker
+    try:
+        local = evaluate_models(models, sets, pgd=pgd)
+    finally:
+        torch.set_num_threads(threads)
+    remote = evaluate_models(models, sets, pgd=pgd, scheduler=engine)
+    assert local == remote and list(remote["models"]) == ["tiny-logreg", "tiny-standard"]
