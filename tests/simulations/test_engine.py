@@ -47,7 +47,7 @@ from invariance_tradeoffs.simulations.engine import (  # noqa: E402
     require_distributed,
 )
 
-N_TRAIN = 5000  # training images searched by the l-inf attack (speed only)
+N_TRAIN = 2000  # training images searched by the l-inf attack (speed only)
 N_SHORT = 12  # sources of the interrupted runs (6 shards of 2)
 PARAMS = {"attack": "linf", "eps": 0.3, "n_train": N_TRAIN}
 
@@ -237,7 +237,7 @@ def test_toy_sweep_identical(engine):
 
 def test_l0_on_3_sources_identical(engine, mnist, tmp_path):
     train, test = mnist
-    batch, params = batch_attack(train, test, n_train=3000, budget="fast", random_state=3)
+    batch, params = batch_attack(train, test, n_train=1000, budget="fast", random_state=3)
     idx = np.array([0, 1, 2])
     local, _ = run_attack(batch, idx, tmp_path / "a", "l0", params, batch_size=1,
                           progress=False, grid=False)
