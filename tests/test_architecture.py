@@ -21,6 +21,7 @@ LAYERS = [
     ("invariance_tradeoffs.simulations.io", 1),
     ("invariance_tradeoffs.simulations.images", 1),
     ("invariance_tradeoffs.simulations.optional", 1),
+    ("invariance_tradeoffs.simulations.engine", 1),
     ("invariance_tradeoffs.simulations.plotting", 1),
     ("invariance_tradeoffs.simulations.data", 2),
     ("invariance_tradeoffs.simulations.models", 3),

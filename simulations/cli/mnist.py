@@ -25,6 +25,7 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_jobs,
     add_out,
     add_progress,
+    add_scheduler,
     add_seed,
     add_threads,
     float_in,
@@ -110,8 +111,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         train = load_mnist("train", args.data_dir)
         start = time.perf_counter()
         ours = align_neighbours(
-            sources, labels, index=NeighbourIndex(train.images, train.labels), n_jobs=args.n_jobs
-        )
+            sources, labels, index=NeighbourIndex(train.images, train.labels), n_jobs=args.n_jobs,
+            scheduler=args.scheduler)
         took = time.perf_counter() - start
         same = int(np.all(ours.neighbours == nns, axis=(2, 3)).sum())
         same_t = int(np.all(ours.transforms == grids, axis=2).sum())
@@ -214,6 +215,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="radii in (0, 1] (default: 0.3 0.4)")
     p.add_argument("--align", action="store_true", help="also run step 1 (about a minute)")
     add_jobs(p, what="worker processes of step 1")
+    add_scheduler(p)
     add_data_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
@@ -313,6 +315,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                    "on one core; default 0: off)")
     add_seed(p, what="the PGD random starts and AutoAttack")
     add_threads(p)
+    add_scheduler(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_progress(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -376,6 +379,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         test_labels=test_labels,
         test_eps=tuple(args.eps) if args.n_test else (),
         autoattack=autoattack,
+        scheduler=args.scheduler,
     )
     result["published_dir"] = str(sets.folder)
     result["missing_sets"] = sets.missing

@@ -13,6 +13,7 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_jobs,
     add_out,
     add_progress,
+    add_scheduler,
     add_seed,
     check_out_dir,
     int_in,
@@ -85,7 +86,7 @@ def _cmd(args: argparse.Namespace) -> int:
     run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
                      cache_dir=args.cache_dir, n_jobs=args.n_jobs,
                      progress=not args.no_progress, command=_command_line(args),
-                     threads=args.threads)
+                     threads=args.threads, scheduler=args.scheduler)
     return 0
 
 
@@ -151,6 +152,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="a folder written by `tradeoffs mnist margins`: add its table and "
                         "figure (margin bounds from the data, 1-NN accuracy) to the report")
     add_jobs(p, what="worker processes for training and the alignment search")
+    add_scheduler(p)
     p.add_argument("--threads", type=int_in(1, MAX_JOBS), default=None, metavar="N",
                    help="torch threads in the main process (default: as many as workers)")
     add_seed(p, what="every sampling, training and attack of the run")
