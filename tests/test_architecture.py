@@ -28,6 +28,7 @@ LAYERS = [
     ("invariance_tradeoffs.simulations.certification", 3),
     ("invariance_tradeoffs.simulations.attacks", 3),
     ("invariance_tradeoffs.simulations.evaluation", 4),
+    ("invariance_tradeoffs.simulations.margins", 4),
     ("invariance_tradeoffs.simulations.experiments", 5),
     ("invariance_tradeoffs.simulations.study.__main__", 6),  # an entry point, as the CLI
     ("invariance_tradeoffs.simulations.study", 5),

@@ -70,6 +70,7 @@ __all__ = [
     "load_run",
     "parse_indices",
     "run_attack",
+    "run_parts",
     "save_release",
     "save_run",
 ]
@@ -271,7 +272,8 @@ def _save_part(path: Path, arrays: dict[str, np.ndarray], params_text: str) -> N
     write_record(path, **_part_fields(arrays, params_text))
 
 
-def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
+def _check_part(path: Path, params_text: str,
+                required: Sequence[str] = CORE_KEYS) -> dict[str, np.ndarray]:
     """The arrays of a part, after checking it against its integrity record.
 
     Raises
@@ -287,7 +289,7 @@ def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
     if record.get("params_sha256") != hash_arrays(extra=params_text):
         raise CorruptFileError(path, "written by a run with other parameters", what="part")
     arrays = load_npz(path, what="part")
-    missing = [k for k in CORE_KEYS if k not in arrays]
+    missing = [k for k in ("source_indices", *required) if k not in arrays]
     if missing:
         raise CorruptFileError(path, f"no {', '.join(missing)} array", what="part")
     found = _part_fields(arrays, params_text)
@@ -299,7 +301,8 @@ def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray]]:
+def _load_parts(parts_dir: Path, params: dict,
+                required: Sequence[str] = CORE_KEYS) -> dict[int, dict[str, np.ndarray]]:
     """Finished sources in ``parts_dir`` (test index -> row arrays).
 
     The parameters are checked first (other parameters: refused, the partial run is left
@@ -316,7 +319,7 @@ def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray
     rows: dict[int, dict[str, np.ndarray]] = {}
     for part in sorted(parts_dir.glob("part-*.npz")):
         try:
-            arrays = _check_part(part, text)
+            arrays = _check_part(part, text, required)
         except CorruptFileError as exc:
             warnings.warn(f"discarding {part}: {exc.reason}; its sources will be recomputed",
                           RuntimeWarning, stacklevel=3)
@@ -387,10 +390,6 @@ def run_attack(
     path : Path
         The final ``.npz``.
     """
-    from tqdm.auto import tqdm
-
-    from invariance_tradeoffs.simulations.engine import session
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not name or "/" in name or name.startswith("."):
@@ -414,39 +413,8 @@ def run_attack(
             f"{final} already holds a run with other parameters or indices; "
             "delete it or choose another --out"
         )
-    rows = _load_parts(parts_dir, params)  # every part checked before any work
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
-    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
-    next_part = _next_part(parts_dir)
-    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
-    with session(scheduler, n_jobs=1) as engine, tqdm(
-        total=len(indices),
-        initial=len(indices) - len(todo),
-        disable=not progress,
-        desc=name,
-        unit="src",
-    ) as bar:
-        # Each batch is one shard: written as soon as it comes back, in any order.
-        try:
-            for _, (batch, arrays) in engine.imap_unordered(_attack_batch, batches,
-                                                            engine.share(attack)):
-                missing = [k for k in CORE_KEYS if k not in arrays]
-                if missing:
-                    raise ValueError(f"attack returned no {missing}")
-                _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
-                next_part += 1
-                for i, src in enumerate(batch):
-                    rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
-                bar.update(len(batch))
-        except ClusterLostError as exc:
-            raise ClusterLostError(f"{exc}; the {len(rows)} sources finished are kept in "
-                                   f"{parts_dir}: rerun to compute only the missing ones"
-                                   ) from exc
-    lost = [int(i) for i in indices if int(i) not in rows]
-    if lost:  # e.g. a cluster that went away: never write a final file with holes
-        raise ClusterLostError(f"{len(lost)} sources were not computed (first: {lost[:5]}); the "
-                           f"finished shards are in {parts_dir}: rerun to complete the run")
+    rows = run_parts(attack, indices, parts_dir, params, batch_size=batch_size,
+                     progress=progress, desc=name, unit="src", scheduler=scheduler)
     keys = list(rows[int(indices[0])])
     stacked = {k: np.stack([rows[int(i)][k] for i in indices]) for k in keys}
     run = AttackRun.from_arrays(stacked, params)
@@ -455,6 +423,77 @@ def run_attack(
         save_run_grid(run, final.with_suffix(".png"))
     shutil.rmtree(parts_dir)
     return run, final
+
+
+def run_parts(
+    compute: Callable[[np.ndarray], dict[str, np.ndarray]],
+    indices: np.ndarray,
+    parts_dir: str | os.PathLike,
+    params: dict,
+    *,
+    required: Sequence[str] = CORE_KEYS,
+    batch_size: int = 25,
+    progress: bool = True,
+    desc: str = "",
+    unit: str = "item",
+    scheduler: str | Engine | None = None,
+) -> dict[int, dict[str, np.ndarray]]:
+    """Compute rows for ``indices`` in batches, each saved as a checked part; resume.
+
+    The engine of :func:`run_attack`, for any computation keyed by integer indices:
+    ``compute(batch) -> dict`` of arrays with one row per index, holding ``required``;
+    each batch becomes ``<parts_dir>/part-NNNNN.npz`` with its integrity record (see the
+    module docstring) as soon as it is done. Rows of parts written earlier with the same
+    ``params`` are reused; damaged or foreign parts are discarded with a warning and
+    recomputed. ``scheduler``: where the batches run, as in :func:`run_attack`.
+
+    Returns
+    -------
+    dict
+        index -> {array name -> row}, for every index in ``indices``.
+
+    Raises
+    ------
+    ClusterLostError
+        The cluster went away: the finished parts are kept, a rerun computes the rest.
+    """
+    from tqdm.auto import tqdm
+
+    from invariance_tradeoffs.simulations.engine import session
+
+    parts_dir = Path(parts_dir)
+    text = params_json(params)
+    rows = _load_parts(parts_dir, params, required)  # every part checked before any work
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
+    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
+    next_part = _next_part(parts_dir)
+    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    with session(scheduler, n_jobs=1) as engine, tqdm(
+        total=len(indices), initial=len(indices) - len(todo), disable=not progress,
+        desc=desc or None, unit=unit,
+    ) as bar:
+        # Each batch is one shard: written as soon as it comes back, in any order.
+        try:
+            for _, (batch, arrays) in engine.imap_unordered(_attack_batch, batches,
+                                                            engine.share(compute)):
+                missing = [k for k in required if k not in arrays]
+                if missing:
+                    raise ValueError(f"{desc or 'the computation'} returned no {missing}")
+                _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
+                next_part += 1
+                for i, src in enumerate(batch):
+                    rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
+                bar.update(len(batch))
+        except ClusterLostError as exc:
+            raise ClusterLostError(f"{exc}; the {len(rows)} rows finished are kept in "
+                                   f"{parts_dir}: rerun to compute only the missing ones"
+                                   ) from exc
+    lost = [int(i) for i in indices if int(i) not in rows]
+    if lost:  # e.g. a cluster that went away: never return a result with holes
+        raise ClusterLostError(f"{len(lost)} rows were not computed (first: {lost[:5]}); the "
+                               f"finished parts are in {parts_dir}: rerun to complete the run")
+    return rows
 
 
 def save_release(run: AttackRun, folder: str | os.PathLike, *,

@@ -42,6 +42,8 @@ def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
         over["train_missing"] = False
     if args.attack_run:
         over["attack_runs"] = tuple(str(Path(p).resolve()) for p in args.attack_run)
+    if args.margins:
+        over["margins_dir"] = str(Path(args.margins).resolve())
     over["seed"] = args.seed
     return replace(base, **over)
 
@@ -65,6 +67,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append("--no-train")
     for run in args.attack_run or ():
         parts += ["--attack-run", run]
+    if args.margins:
+        parts += ["--margins", str(args.margins)]
     if args.seed:
         parts += ["--seed", str(args.seed)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -144,6 +148,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-run", action="append", default=None, metavar="RUN.npz",
                    help="a saved attack run (e.g. of the l0 attack) whose label-change rate "
                         "the proxy estimates; repeatable")
+    p.add_argument("--margins", default=None, metavar="DIR",
+                   help="a folder written by `tradeoffs mnist margins`: add its table and "
+                        "figure (margin bounds from the data, 1-NN accuracy) to the report")
     add_jobs(p, what="worker processes for training and the alignment search")
     add_scheduler(p)
     p.add_argument("--threads", type=int_in(1, MAX_JOBS), default=None, metavar="N",

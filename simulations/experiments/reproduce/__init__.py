@@ -99,6 +99,10 @@ def _reproduce(config: ReproduceConfig, out: str | os.PathLike, *, data_dir: Any
 
     for path in config.attack_runs:  # a damaged run file fails now, not after training
         load_run(path)
+    if config.margins_dir is not None:  # likewise a missing margins folder
+        from invariance_tradeoffs.simulations.margins.report import read_margins
+
+        read_margins(config.margins_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_jobs = effective_n_jobs(n_jobs)
@@ -162,6 +166,11 @@ def _reproduce(config: ReproduceConfig, out: str | os.PathLike, *, data_dir: Any
     start = time.perf_counter()
     grid = example_grid(sets, proxy, models)
     res["figures"] = make_figures(out, res["evals"], info, res["published"], res.get("toy"), grid)
+    if config.margins_dir is not None:
+        from invariance_tradeoffs.simulations.margins.report import margins_for_report
+
+        res["margins"] = margins_for_report(config.margins_dir, out)
+        res["figures"].append(res["margins"]["figure"])
     stages.seconds["figures"] = round(time.perf_counter() - start, 2)
     res["seconds"] = stages.seconds
     write_json(out / "results.json", res)
