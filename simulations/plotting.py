@@ -548,3 +548,62 @@ def save_pair_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)
     return path
+
+
+def plot_margin_bounds(bounds: Mapping[str, np.ndarray],
+                       one_nn: Mapping[str, tuple[float, float, float]],
+                       stem: str | Path, *,
+                       marks: Mapping[str, float] | None = None,
+                       ceilings: Sequence[tuple[str, float, float, float, float]] = (),
+                       separations: Mapping[str, float] | None = None) -> list[Path]:
+    """Share of images whose margin bound exceeds eps, per distance, and 1-NN accuracy.
+
+    Parameters
+    ----------
+    bounds : mapping distance -> array
+        Per image, the distance to the nearest training image of another class (an
+        upper bound on its oracle margin).
+    one_nn : mapping distance -> (value, low, high)
+        1-NN accuracy and its interval.
+    marks : mapping distance -> radius, optional
+        A good radius to mark on each panel (e.g. the glyph toy's).
+    ceilings : sequence of (name, radius, value, low, high)
+        Human-label ceilings, drawn on the l-inf panel.
+    separations : mapping name -> value, optional
+        Reported l-inf separations (vertical lines on the l-inf panel).
+    """
+    names = list(bounds)
+    ncols = 3
+    nrows = -(-(len(names) + 1) // ncols)
+    fig, axes = _figure(nrows, ncols, height_per_row=2.3)
+    flat = axes.ravel()
+    for ax, m in zip(flat, names, strict=False):
+        b = np.sort(np.asarray(bounds[m], dtype=float))
+        eps = np.linspace(0, float(b.max()) * 1.05 if b.size else 1.0, 400)
+        ax.plot(eps, 1 - np.searchsorted(b, eps, side="right") / max(b.size, 1),
+                color="C0", label="bound (nearest other class)")
+        if marks and m in marks:
+            ax.axvline(marks[m], color="C2", ls="--", lw=1, label="glyph good radius")
+        if m == "linf":
+            for k, (name, radius, v, lo, hi) in enumerate(ceilings):
+                ax.errorbar([radius], [v], yerr=[[v - lo], [hi - v]], fmt="o", ms=3,
+                            color=f"C{3 + k}", label=f"human ceiling {name}")
+            for k, (name, v) in enumerate((separations or {}).items()):
+                ax.axvline(v, color="grey", ls=":" if k else "-.", lw=1, label=name)
+        unit = "pixels" if m == "l0" else "[0, 1] images"
+        ax.set_xlabel(f"eps ({m}, {unit})")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{m} (n={b.size})", fontsize=8)
+        ax.legend(fontsize=5, loc="lower left")
+    flat[0].set_ylabel("share with bound > eps\n(>= P[r_O > eps])")
+    ax = flat[len(names)]
+    vals = np.array([one_nn[m][0] for m in names])
+    err = np.array([[one_nn[m][0] - one_nn[m][1], one_nn[m][2] - one_nn[m][0]]
+                    for m in names]).T
+    ax.bar(range(len(names)), vals, yerr=err, color="C1", capsize=3)
+    ax.set_xticks(range(len(names)), names)
+    ax.set_ylim(max(0.0, float(vals.min()) - 0.05), 1.0)
+    ax.set_title("1-NN accuracy (95% CI)", fontsize=8)
+    for extra in flat[len(names) + 1:]:
+        extra.set_visible(False)
+    return save_figure(fig, stem)

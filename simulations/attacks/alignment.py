@@ -391,6 +391,10 @@ def _align_batch(
         return [_align_one(index, s, int(y), grid) for s, y in zip(sources, labels, strict=True)]
 
 
+def _align_shared(index: NeighbourIndex, item: tuple) -> list[tuple[np.ndarray, ...]]:
+    return _align_batch(index, *item)
+
+
 def align_neighbours(
     sources: np.ndarray,
     labels: np.ndarray,
@@ -402,6 +406,7 @@ def align_neighbours(
     n_components: int = 64,
     n_jobs: int | None = 1,
     blas_threads: int | None = 1,
+    scheduler: object = None,
 ) -> AlignmentResult:
     """Aligned nearest training neighbour of every other class, for each source (step 1).
 
@@ -427,6 +432,11 @@ def align_neighbours(
         BLAS threads per worker during the search (None: the library default). The
         matrix products are small, so one thread per worker wastes least CPU; use
         ``n_jobs`` for parallelism.
+    scheduler : str or Engine, optional
+        Run on a Dask cluster instead (``"local:N"``, a scheduler address or an open
+        :class:`~invariance_tradeoffs.simulations.engine.Engine`,
+        :mod:`invariance_tradeoffs.simulations.engine`): the index is sent to every
+        worker once, then batches of sources are tasks. Same result.
 
     Returns
     -------
@@ -446,7 +456,15 @@ def align_neighbours(
     unknown = np.setdiff1d(labels, index.classes)
     if unknown.size:
         raise ValueError(f"labels has classes without training images: {unknown.tolist()}")
-    if n_jobs in (1, None) or len(sources) == 1:
+    if scheduler is not None:
+        from invariance_tradeoffs.simulations.engine import session
+
+        with session(scheduler) as engine:
+            batches = np.array_split(np.arange(len(sources)), -(-len(sources) // 8))
+            results = engine.map(_align_shared, [(sources[b], labels[b], grid, blas_threads)
+                                                 for b in batches], engine.share(index))
+        parts = [p for batch in results for p in batch]
+    elif n_jobs in (1, None) or len(sources) == 1:
         parts = _align_batch(index, sources, labels, grid, blas_threads)
     else:
         from joblib import Parallel, delayed, effective_n_jobs
@@ -472,6 +490,7 @@ def align_neighbours_cached(
     *,
     cache_dir: str | os.PathLike,
     n_jobs: int | None = 1,
+    scheduler: object = None,
 ) -> AlignmentResult:
     """:func:`align_neighbours` against a whole training set, memoised on disk.
 
@@ -480,7 +499,8 @@ def align_neighbours_cached(
     by a SHA256 of them (written atomically with an integrity record, read with
     ``allow_pickle=False``); a second call with the same arrays reads it instead of
     searching again. A memo that differs from its record, is unreadable or lacks an array
-    or a row is recomputed and replaced. ``n_jobs`` changes only the speed.
+    or a row is recomputed and replaced. ``n_jobs`` and ``scheduler`` (see
+    :func:`align_neighbours`) change only the speed.
     """
     from invariance_tradeoffs.simulations.io import (
         CorruptFileError,
@@ -503,7 +523,7 @@ def align_neighbours_cached(
                 return AlignmentResult(*(memo[k] for k in names))
         except CorruptFileError:
             pass  # a damaged memo: recompute and replace it
-    result = align_neighbours(*arrays, n_jobs=n_jobs)
+    result = align_neighbours(*arrays, n_jobs=n_jobs, scheduler=scheduler)
     atomic_savez(path, {k: getattr(result, k) for k in names})
     write_record(path)
     return result

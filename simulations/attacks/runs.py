@@ -16,6 +16,16 @@ and a PNG grid (source / example / target neighbour) beside it (see
 to ``<out>/<name>.parts/`` as soon as it is done (atomically), shows a tqdm progress
 bar, and on restart skips the sources already finished, provided the parameters match.
 
+Shards. Each batch is one shard. With ``scheduler=`` (``"local:N"`` or a Dask scheduler
+address, :mod:`invariance_tradeoffs.simulations.engine`) the shards are tasks of a Dask
+cluster: the attack (with its training set and neighbour index) is scattered to every
+worker once, and each shard is written here as soon as it comes back, in whatever order
+they finish. A worker killed mid-shard has its shards recomputed by the others (Dask
+retries them); a stopped client or cluster loses only the shards in flight, and a rerun
+computes only the missing ones. Every source's result depends only on its own test index
+(exact search; per-source seeds), so the final run is identical to a local one.
+:func:`save_release` writes a run in the authors' release format.
+
 Integrity. Every part ``part-NNNNN.npz`` gets a record ``part-NNNNN.npz.sha256.json``
 (:func:`invariance_tradeoffs.simulations.io.write_record`): the SHA256 and size of its
 bytes, the SHA256 of the run's parameters, its rows and the dtype and shape of every
@@ -41,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.engine import ClusterLostError, Engine
 from invariance_tradeoffs.simulations.io import (
     CorruptFileError,
     atomic_savez,
@@ -59,6 +70,8 @@ __all__ = [
     "load_run",
     "parse_indices",
     "run_attack",
+    "run_parts",
+    "save_release",
     "save_run",
 ]
 
@@ -182,7 +195,8 @@ def parse_indices(
     Parameters
     ----------
     spec : str
-        ``"published"`` (the 100 indices of the authors' automated sets), ``"A:B"``
+        ``"all"`` (the whole test set), ``"published"`` (the 100 indices of the authors'
+        automated sets), ``"A:B"``
         (``range(A, B)``), ``"random:N"`` (N distinct indices drawn with ``seed``) or a
         comma-separated list ``"3,17,42"``.
     n_test : int
@@ -198,7 +212,9 @@ def parse_indices(
         Unknown syntax, indices outside ``0..n_test-1``, duplicates, or an empty set.
     """
     spec = str(spec).strip()
-    if spec == "published":
+    if spec == "all":
+        idx = np.arange(n_test, dtype=np.int64)
+    elif spec == "published":
         if published is None:
             raise ValueError("--indices published needs the published examples directory")
         idx = np.asarray(published(), dtype=np.int64)
@@ -223,7 +239,8 @@ def parse_indices(
             idx = np.array([int(s) for s in spec.split(",") if s.strip()], dtype=np.int64)
         except ValueError:
             raise ValueError(
-                f"unknown --indices {spec!r}: use 'published', 'A:B', 'random:N' or 'i,j,k'"
+                f"unknown --indices {spec!r}: use 'all', 'published', 'A:B', 'random:N' or "
+                "'i,j,k'"
             ) from None
     if idx.size == 0:
         raise ValueError(f"--indices {spec!r} selects no test image")
@@ -255,7 +272,8 @@ def _save_part(path: Path, arrays: dict[str, np.ndarray], params_text: str) -> N
     write_record(path, **_part_fields(arrays, params_text))
 
 
-def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
+def _check_part(path: Path, params_text: str,
+                required: Sequence[str] = CORE_KEYS) -> dict[str, np.ndarray]:
     """The arrays of a part, after checking it against its integrity record.
 
     Raises
@@ -271,7 +289,7 @@ def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
     if record.get("params_sha256") != hash_arrays(extra=params_text):
         raise CorruptFileError(path, "written by a run with other parameters", what="part")
     arrays = load_npz(path, what="part")
-    missing = [k for k in CORE_KEYS if k not in arrays]
+    missing = [k for k in ("source_indices", *required) if k not in arrays]
     if missing:
         raise CorruptFileError(path, f"no {', '.join(missing)} array", what="part")
     found = _part_fields(arrays, params_text)
@@ -283,7 +301,8 @@ def _check_part(path: Path, params_text: str) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray]]:
+def _load_parts(parts_dir: Path, params: dict,
+                required: Sequence[str] = CORE_KEYS) -> dict[int, dict[str, np.ndarray]]:
     """Finished sources in ``parts_dir`` (test index -> row arrays).
 
     The parameters are checked first (other parameters: refused, the partial run is left
@@ -300,7 +319,7 @@ def _load_parts(parts_dir: Path, params: dict) -> dict[int, dict[str, np.ndarray
     rows: dict[int, dict[str, np.ndarray]] = {}
     for part in sorted(parts_dir.glob("part-*.npz")):
         try:
-            arrays = _check_part(part, text)
+            arrays = _check_part(part, text, required)
         except CorruptFileError as exc:
             warnings.warn(f"discarding {part}: {exc.reason}; its sources will be recomputed",
                           RuntimeWarning, stacklevel=3)
@@ -318,6 +337,13 @@ def _next_part(parts_dir: Path) -> int:
     return max(numbers, default=-1) + 1
 
 
+def _attack_batch(attack: AttackFn, batch: np.ndarray) -> tuple[np.ndarray, dict]:
+    """One shard: ``attack`` over ``batch``, with the batch's indices (run on a worker)."""
+    arrays = dict(attack(batch))
+    arrays["source_indices"] = batch
+    return batch, arrays
+
+
 def run_attack(
     attack: AttackFn,
     indices: Sequence[int] | np.ndarray,
@@ -328,6 +354,7 @@ def run_attack(
     batch_size: int = 25,
     progress: bool = True,
     grid: bool = True,
+    scheduler: str | Engine | None = None,
 ) -> tuple[AttackRun, Path]:
     """Run ``attack`` over MNIST test ``indices`` in batches, resumably.
 
@@ -350,6 +377,12 @@ def run_attack(
         Show a tqdm progress bar.
     grid : bool
         Also write the PNG grid.
+    scheduler : str or Engine, optional
+        Where the batches run (:mod:`invariance_tradeoffs.simulations.engine`): ``None``
+        in this process, one after the other; ``"local:N"`` or a Dask scheduler address
+        (or an open :class:`~invariance_tradeoffs.simulations.engine.Engine`): one task
+        per batch, ``attack`` sent to every worker once, each batch written as it
+        finishes. A stopped cluster or client loses only the batches in flight.
 
     Returns
     -------
@@ -357,9 +390,6 @@ def run_attack(
     path : Path
         The final ``.npz``.
     """
-    from tqdm.auto import tqdm
-
-
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     if not name or "/" in name or name.startswith("."):
@@ -383,30 +413,8 @@ def run_attack(
             f"{final} already holds a run with other parameters or indices; "
             "delete it or choose another --out"
         )
-    rows = _load_parts(parts_dir, params)  # every part checked before any work
-    parts_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
-    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
-    next_part = _next_part(parts_dir)
-    with tqdm(
-        total=len(indices),
-        initial=len(indices) - len(todo),
-        disable=not progress,
-        desc=name,
-        unit="src",
-    ) as bar:
-        for start in range(0, len(todo), batch_size):
-            batch = todo[start : start + batch_size]
-            arrays = dict(attack(batch))
-            arrays["source_indices"] = batch
-            missing = [k for k in CORE_KEYS if k not in arrays]
-            if missing:
-                raise ValueError(f"attack returned no {missing}")
-            _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
-            next_part += 1
-            for i, src in enumerate(batch):
-                rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
-            bar.update(len(batch))
+    rows = run_parts(attack, indices, parts_dir, params, batch_size=batch_size,
+                     progress=progress, desc=name, unit="src", scheduler=scheduler)
     keys = list(rows[int(indices[0])])
     stacked = {k: np.stack([rows[int(i)][k] for i in indices]) for k in keys}
     run = AttackRun.from_arrays(stacked, params)
@@ -415,6 +423,121 @@ def run_attack(
         save_run_grid(run, final.with_suffix(".png"))
     shutil.rmtree(parts_dir)
     return run, final
+
+
+def run_parts(
+    compute: Callable[[np.ndarray], dict[str, np.ndarray]],
+    indices: np.ndarray,
+    parts_dir: str | os.PathLike,
+    params: dict,
+    *,
+    required: Sequence[str] = CORE_KEYS,
+    batch_size: int = 25,
+    progress: bool = True,
+    desc: str = "",
+    unit: str = "item",
+    scheduler: str | Engine | None = None,
+) -> dict[int, dict[str, np.ndarray]]:
+    """Compute rows for ``indices`` in batches, each saved as a checked part; resume.
+
+    The engine of :func:`run_attack`, for any computation keyed by integer indices:
+    ``compute(batch) -> dict`` of arrays with one row per index, holding ``required``;
+    each batch becomes ``<parts_dir>/part-NNNNN.npz`` with its integrity record (see the
+    module docstring) as soon as it is done. Rows of parts written earlier with the same
+    ``params`` are reused; damaged or foreign parts are discarded with a warning and
+    recomputed. ``scheduler``: where the batches run, as in :func:`run_attack`.
+
+    Returns
+    -------
+    dict
+        index -> {array name -> row}, for every index in ``indices``.
+
+    Raises
+    ------
+    ClusterLostError
+        The cluster went away: the finished parts are kept, a rerun computes the rest.
+    """
+    from tqdm.auto import tqdm
+
+    from invariance_tradeoffs.simulations.engine import session
+
+    parts_dir = Path(parts_dir)
+    text = params_json(params)
+    rows = _load_parts(parts_dir, params, required)  # every part checked before any work
+    parts_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(parts_dir / "params.json", lambda p: p.write_text(text))
+    todo = np.array([i for i in indices if int(i) not in rows], dtype=np.int64)
+    next_part = _next_part(parts_dir)
+    batches = [todo[start : start + batch_size] for start in range(0, len(todo), batch_size)]
+    with session(scheduler, n_jobs=1) as engine, tqdm(
+        total=len(indices), initial=len(indices) - len(todo), disable=not progress,
+        desc=desc or None, unit=unit,
+    ) as bar:
+        # Each batch is one shard: written as soon as it comes back, in any order.
+        try:
+            for _, (batch, arrays) in engine.imap_unordered(_attack_batch, batches,
+                                                            engine.share(compute)):
+                missing = [k for k in required if k not in arrays]
+                if missing:
+                    raise ValueError(f"{desc or 'the computation'} returned no {missing}")
+                _save_part(parts_dir / f"part-{next_part:05d}.npz", arrays, text)
+                next_part += 1
+                for i, src in enumerate(batch):
+                    rows[int(src)] = {k: np.asarray(v)[i] for k, v in arrays.items()}
+                bar.update(len(batch))
+        except ClusterLostError as exc:
+            raise ClusterLostError(f"{exc}; the {len(rows)} rows finished are kept in "
+                                   f"{parts_dir}: rerun to compute only the missing ones"
+                                   ) from exc
+    lost = [int(i) for i in indices if int(i) not in rows]
+    if lost:  # e.g. a cluster that went away: never return a result with holes
+        raise ClusterLostError(f"{len(lost)} rows were not computed (first: {lost[:5]}); the "
+                               f"finished parts are in {parts_dir}: rerun to complete the run")
+    return rows
+
+
+def save_release(run: AttackRun, folder: str | os.PathLike, *,
+                 label: str = "attack") -> tuple[Path, Path, Path]:
+    """Write a run in the authors' release format, readable by
+    :func:`~invariance_tradeoffs.simulations.data.published.load_published_examples`.
+
+    Under ``folder``: ``<norm>/<label>[_epsDD].npy`` the examples (uint8 when every pixel
+    is a grey level ``k / 255``, else float32 on the 0..255 scale, as the authors'
+    ``automated_eps03.npy``), ``..._labels.npy`` the attack's **target** classes (REJECT
+    = -1 where no example was found; in the release this file holds human labels: these
+    are what the examples are meant to show, until people label them) and
+    ``..._indexs.npy`` the MNIST test indices of the sources. Each file is written
+    atomically. ``<norm>`` and the radius come from the run's parameters (``attack``,
+    ``eps``). Returns the three paths.
+
+    Loading the folder back (``load_published_examples(folder)``, or
+    ``--published-dir folder``) gives the set ``<norm>/<label>[_epsDD]``.
+    """
+    from invariance_tradeoffs.simulations.data.published import release_name
+
+    norm = run.params.get("attack")
+    if norm not in ("linf", "l0", "l1", "l2"):
+        raise ValueError(f"run parameters name no known norm as 'attack' (got {norm!r})")
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", str(label)):
+        raise ValueError(f"label must be letters, digits, '_' or '-', got {label!r}")
+    eps = run.params.get("eps") if norm != "l0" else None
+    name = release_name(norm, eps, label)
+    pixels = np.asarray(run.examples, dtype=np.float64) * 255.0
+    grey = np.rint(pixels)
+    images = grey.astype(np.uint8) if np.array_equal(grey, pixels) else pixels.astype(np.float32)
+    base = Path(folder) / name
+    paths = []
+    for suffix, arr in ((".npy", images), ("_labels.npy", run.targets.astype(np.int64)),
+                        ("_indexs.npy", run.source_indices.astype(np.int64))):
+        path = base.with_name(base.name + suffix)
+
+        def write(tmp: Path, arr: np.ndarray = arr) -> None:
+            with open(tmp, "wb") as fh:  # a file object: np.save would append ".npy"
+                np.save(fh, arr, allow_pickle=False)
+
+        atomic_write(path, write)
+        paths.append(path)
+    return tuple(paths)  # type: ignore[return-value]
 
 
 def save_run_grid(run: AttackRun, path: str | os.PathLike, *, max_rows: int = 10) -> Path:

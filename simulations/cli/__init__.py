@@ -14,12 +14,15 @@ result that is discarded and recomputed) is one line, ``tradeoffs: warning: ...`
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
 import sys
 import warnings
 from collections.abc import Sequence
 from typing import NoReturn
+
+from invariance_tradeoffs.simulations.engine import ClusterLostError, WorkerError
 
 # (subcommand module, import path). Modules are imported lazily so that a missing
 # optional dependency (e.g. torch) only affects its own subcommand.
@@ -76,6 +79,17 @@ def main(argv: Sequence[str] | None = None, modules: Sequence[str] | None = None
         warnings.formatwarning = previous
 
 
+def _engine(args: argparse.Namespace) -> contextlib.AbstractContextManager:
+    """The Dask cluster of ``--scheduler``, opened before the command does any work (an
+    unreachable address fails before anything is written) and closed after it."""
+    scheduler = getattr(args, "scheduler", None)
+    if scheduler is None:
+        return contextlib.nullcontext()
+    from invariance_tradeoffs.simulations.engine import session
+
+    return session(scheduler)
+
+
 def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:
     parser = build_parser(modules)
     try:
@@ -87,7 +101,8 @@ def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:
         (getattr(args, "_parser", None) or parser).print_help()
         return 0 if args.command is None else 2
     try:
-        return int(args.func(args) or 0)
+        with _engine(args):
+            return int(args.func(args) or 0)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): stop quietly, without a second error when
         # Python flushes stdout at exit.
@@ -95,7 +110,8 @@ def _main(argv: Sequence[str] | None, modules: Sequence[str] | None) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         return 141
     except (ValueError, TypeError, FileNotFoundError, NotADirectoryError,
-            PermissionError, IsADirectoryError, ImportError) as exc:
+            PermissionError, IsADirectoryError, ImportError, ConnectionError,
+            WorkerError, ClusterLostError) as exc:
         print(f"tradeoffs: error: {exc}", file=sys.stderr)
         return 2
 

@@ -6,6 +6,8 @@ One flag means one thing everywhere:
 - ``--out``: the output folder (checked before any work: non-empty, creatable, writable);
 - ``--seed``: the seed of every random choice the command makes;
 - ``--n-jobs``: worker processes (joblib's convention; ``-1``, the default, is one per core);
+- ``--scheduler``: run the work on a Dask cluster instead (``local:N`` or an address;
+  :mod:`invariance_tradeoffs.simulations.engine`);
 - ``--threads``: torch threads in the main process;
 - ``--quick``: the small, fast variant (a smoke run, not the documented result);
 - ``--no-progress``: no progress bars;
@@ -32,6 +34,7 @@ __all__ = [
     "add_jobs",
     "add_out",
     "add_progress",
+    "add_scheduler",
     "add_seed",
     "add_threads",
     "check_out_dir",
@@ -149,6 +152,25 @@ def add_jobs(parser: argparse.ArgumentParser, *, what: str = "worker processes")
     parser.add_argument(
         "--n-jobs", type=int_in(1, MAX_JOBS, allow=(-1,)), default=-1, metavar="N",
         help=f"{what} (joblib; -1: one per CPU core, the default; at most {MAX_JOBS})")
+
+
+def add_scheduler(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler ADDRESS|local:N`` (default: local joblib processes, ``--n-jobs``)."""
+    from invariance_tradeoffs.simulations.engine import INSTALL_HINT, parse_scheduler
+
+    def parse(text: str) -> str | None:
+        try:
+            spec = parse_scheduler(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc).removeprefix("--scheduler ")) from None
+        return None if spec is None else str(spec)
+
+    parse.__name__ = "scheduler"
+    parser.add_argument(
+        "--scheduler", type=parse, default=None, metavar="ADDRESS|local:N",
+        help="run on a Dask cluster: 'local:N' starts N worker processes on this machine "
+        "(stopped at the end), 'tcp://host:port' uses a running cluster; default: local "
+        f"joblib processes (--n-jobs). Needs {INSTALL_HINT}")
 
 
 def add_threads(parser: argparse.ArgumentParser, *, default: int | None = None) -> None:

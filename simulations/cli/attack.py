@@ -4,7 +4,9 @@ Both attacks share the batch runner (:func:`run_command`, built on
 :func:`invariance_tradeoffs.simulations.attacks.runs.run_attack`): the sources are chosen
 with ``--indices``, processed in batches of ``--batch-size`` whose results are written as
 they finish, so an interrupted run resumes; the result is one ``.npz`` per run plus a PNG
-grid.
+grid, and the examples in the authors' release format under ``<out>/release/``
+(:func:`~invariance_tradeoffs.simulations.attacks.runs.save_release`). ``--scheduler``
+runs the batches as tasks of a Dask cluster (:mod:`invariance_tradeoffs.simulations.engine`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_jobs,
     add_out,
     add_progress,
+    add_scheduler,
     add_seed,
     add_threads,
     check_out_dir,
@@ -28,7 +31,8 @@ from invariance_tradeoffs.simulations.cli.args import (
     int_in,
 )
 
-__all__ = ["add_judge_args", "add_parser", "add_run_args", "resolve_indices", "run_command"]
+__all__ = ["add_judge_args", "add_parser", "add_run_args", "attack_jobs", "l0_batch",
+           "resolve_indices", "run_command"]
 
 
 def add_judge_args(parser: argparse.ArgumentParser, *, what: str | None) -> None:
@@ -58,14 +62,21 @@ def add_run_args(parser: argparse.ArgumentParser) -> None:
     """Options shared by every batch attack run (indices, seed, output, batching, jobs)."""
     parser.add_argument(
         "--indices", default="published",
-        help="MNIST test images to attack: 'published' (the authors' 100), 'A:B', "
-        "'random:N' (drawn with --seed) or 'i,j,k' (default: published)")
+        help="MNIST test images to attack: 'all' (the 10000), 'published' (the authors' "
+        "100), 'A:B', 'random:N' (drawn with --seed) or 'i,j,k' (default: published)")
     add_seed(parser, what="--indices random:N and of the attack's own search")
     add_out(parser)
     parser.add_argument("--batch-size", type=int_in(1, 10000), default=25,
                         help="sources per saved batch (default: 25)")
     add_jobs(parser)
+    add_scheduler(parser)
     add_progress(parser)
+
+
+def attack_jobs(args: argparse.Namespace) -> int:
+    """joblib workers inside one batch: ``--n-jobs`` locally, 1 on a Dask cluster (where
+    the batches themselves are the parallel tasks)."""
+    return 1 if getattr(args, "scheduler", None) else args.n_jobs
 
 
 def resolve_indices(args: argparse.Namespace) -> np.ndarray:
@@ -87,15 +98,18 @@ def run_command(args: argparse.Namespace, name: str, params: dict,
     :func:`~invariance_tradeoffs.simulations.attacks.runs.run_attack`). Pass ``indices``
     when already resolved with :func:`resolve_indices` (to fail fast before loading data).
     """
-    from invariance_tradeoffs.simulations.attacks.runs import run_attack
+    from invariance_tradeoffs.simulations.attacks.runs import run_attack, save_release
 
     if indices is None:
         indices = resolve_indices(args)
     run, path = run_attack(attack, indices, args.out, name,
                            {**params, "indices": args.indices, "seed": args.seed},
-                           batch_size=args.batch_size, progress=not args.no_progress)
+                           batch_size=args.batch_size, progress=not args.no_progress,
+                           scheduler=getattr(args, "scheduler", None))
+    release = save_release(run, Path(args.out) / "release")
     changed = np.bincount(run.targets[run.targets >= 0], minlength=10)
-    print(f"{run.n} invariance examples -> {path} (grid: {path.with_suffix('.png')})")
+    print(f"{run.n} invariance examples -> {path} (grid: {path.with_suffix('.png')}); in "
+          f"the authors' release format: {release[0]} (+ _labels: targets, _indexs)")
     found = np.isfinite(run.distortion)  # NaN marks a source with no example (l0 attack)
     spread = (f"mean {run.distortion[found].mean():.4g}, max {run.distortion[found].max():.4g}"
               if found.any() else "no example found")
@@ -117,7 +131,8 @@ def _cmd_linf(args: argparse.Namespace) -> int:
     indices = resolve_indices(args)  # fail fast, before loading data
     train = load_mnist("train", args.data_dir)
     test = load_mnist("test", args.data_dir)
-    attack = LinfInvarianceAttack(train.images, train.labels, eps=eps, n_jobs=args.n_jobs)
+    attack = LinfInvarianceAttack(train.images, train.labels, eps=eps,
+                                  n_jobs=attack_jobs(args))
     params = {
         "attack": "linf",
         "eps": eps,
@@ -130,6 +145,19 @@ def _cmd_linf(args: argparse.Namespace) -> int:
         return attack.run(test.images[idx], test.labels[idx]).as_arrays()
 
     return run_command(args, f"linf_eps{eps:g}", params, batch, indices=indices)
+
+
+def l0_batch(data_dir: str | None, **options: object) -> Callable[[np.ndarray], dict]:
+    """The l0 attack's batch function, built from the MNIST found at ``data_dir`` (as
+    ``--data-dir``): what each Dask worker builds for itself (``options``: those of
+    :func:`~invariance_tradeoffs.simulations.attacks.l0.attack.batch_attack`)."""
+    from invariance_tradeoffs.simulations.attacks.l0.attack import batch_attack
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+
+    batch = batch_attack(load_mnist("train", data_dir), load_mnist("test", data_dir),
+                         **options)[0]  # type: ignore[arg-type]
+    batch.attack.prepare(np.arange(10))  # type: ignore[attr-defined]  # every pool, once
+    return batch
 
 
 def _cmd_l0(args: argparse.Namespace) -> int:
@@ -145,13 +173,17 @@ def _cmd_l0(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    batch, params = batch_attack(
-        train, test, n_train=args.train_subset, budget=args.budget, targets=args.targets,
-        min_confidence=args.min_confidence, random_state=args.seed, n_jobs=args.n_jobs,
-        judge=args.judge, judge_options={"abs_config": args.abs_config,
-                                         "proxy_config": args.proxy,
-                                         "cache_dir": args.cache_dir,
-                                         "progress": not args.no_progress})
+    options = dict(n_train=args.train_subset, budget=args.budget, targets=args.targets,
+                   min_confidence=args.min_confidence, random_state=args.seed,
+                   n_jobs=attack_jobs(args), judge=args.judge,
+                   judge_options={"abs_config": args.abs_config, "proxy_config": args.proxy,
+                                  "cache_dir": args.cache_dir,
+                                  "progress": not args.no_progress})
+    batch, params = batch_attack(train, test, **options)
+    if args.scheduler:  # each worker builds the attack from the data folder (see engine)
+        from invariance_tradeoffs.simulations.engine import BuiltOnWorker
+
+        batch = BuiltOnWorker(l0_batch, args.data_dir, **options)
     name = f"l0_{args.targets}" + ("" if args.judge == "knn" else f"_{args.judge}")
     code = run_command(args, name, params, batch, indices=indices)
     if code == 0:

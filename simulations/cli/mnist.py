@@ -7,6 +7,7 @@ Commands::
     tradeoffs mnist reproduce-linf [--eps 0.3 0.4] [--align] [--n-jobs N]
     tradeoffs mnist judges [--judges knn abs proxy ensemble] [--json FILE]
     tradeoffs mnist attack linf|l0 ...        (see invariance_tradeoffs.simulations.cli.attack)
+    tradeoffs mnist margins [--out DIR] [--n-ti N] [--n-test N] [--no-train-separation]
     tradeoffs mnist evaluate --model NAME ...
 """
 
@@ -24,7 +25,9 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_data_args,
     add_deprecated_alias,
     add_jobs,
+    add_out,
     add_progress,
+    add_scheduler,
     add_seed,
     add_threads,
     float_in,
@@ -110,8 +113,8 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
         train = load_mnist("train", args.data_dir)
         start = time.perf_counter()
         ours = align_neighbours(
-            sources, labels, index=NeighbourIndex(train.images, train.labels), n_jobs=args.n_jobs
-        )
+            sources, labels, index=NeighbourIndex(train.images, train.labels), n_jobs=args.n_jobs,
+            scheduler=args.scheduler)
         took = time.perf_counter() - start
         same = int(np.all(ours.neighbours == nns, axis=(2, 3)).sum())
         same_t = int(np.all(ours.transforms == grids, axis=2).sum())
@@ -217,6 +220,25 @@ def _cmd_judges(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_margins(args: argparse.Namespace) -> int:
+    from invariance_tradeoffs.simulations.cli.args import check_out_dir
+    from invariance_tradeoffs.simulations.margins.report import margins_table, run_margins
+
+    out = check_out_dir(args.out)
+    res = run_margins(out, data_dir=args.data_dir, published_dir=args.published_dir,
+                      n_ti=args.n_ti, n_test=args.n_test,
+                      train_separation=not args.no_train_separation,
+                      progress=not args.no_progress)
+    print(margins_table(res))
+    for name, h in res.get("human_ceilings", {}).items():
+        print(f"human ceiling {name} (radius {h['radius']:g}): {h['ceiling']}")
+    for name, by in res.get("crossing", {}).items():
+        print(f"{name}: examples beyond their source's nearest other-class training image: "
+              + ", ".join(f"{m} {t['beyond']}/{t['n']}" for m, t in by.items()))
+    print(f"arrays, margins.json and margins.png in {out}")
+    return 0
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "mnist",
@@ -262,6 +284,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="radii in (0, 1] (default: 0.3 0.4)")
     p.add_argument("--align", action="store_true", help="also run step 1 (about a minute)")
     add_jobs(p, what="worker processes of step 1")
+    add_scheduler(p)
     add_data_args(p)
     p.set_defaults(func=_cmd_reproduce)
 
@@ -289,6 +312,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_judges)
 
     attack.add_parser(sub)
+
+    p = sub.add_parser(
+        "margins",
+        help="upper bounds on MNIST's oracle margin from the data: exact nearest "
+        "other-class training images, 1-NN accuracy, separation",
+        description="For every MNIST test image, the exact distance to the nearest training "
+        "image of each class under l0 (binarised at 128), l1, l2 and l-inf, and the "
+        "transformation-invariant l2 (775 rotations and shifts) for the first --n-ti test "
+        "images; the nearest other-class distance is an upper bound on the oracle margin "
+        "(if the labels are right). Writes nearest_test.npz, nearest_train.npz, "
+        "ti_test_N.npz (resumable parts), margins.json and margins.png to --out.",
+    )
+    add_out(p, default="margins", help="output folder (resumes there)")
+    p.add_argument("--n-ti", type=int_in(0, 10000), default=1000, metavar="N",
+                   help="first N test images for the transformation-invariant l2 (about "
+                   "0.2-0.5 s each; 0: skip; default: 1000)")
+    p.add_argument("--n-test", type=int_in(1, 10000), default=10000, metavar="N",
+                   help="first N test images for l0/l1/l2/l-inf (default: all 10000)")
+    p.add_argument("--no-train-separation", action="store_true",
+                   help="skip the 60000 training images (train-train separation; about six "
+                   "times the test images' cost)")
+    add_data_args(p)
+    add_progress(p)
+    p.set_defaults(func=_cmd_margins)
 
     # evaluate (robust models, certification, agreement): see the block at the end.
     add_evaluate_parser(sub)
@@ -360,6 +407,7 @@ def add_evaluate_parser(sub: argparse._SubParsersAction) -> None:
                    "on one core; default 0: off)")
     add_seed(p, what="the PGD random starts and AutoAttack")
     add_threads(p)
+    add_scheduler(p)
     p.add_argument("--json", action="store_true", help="print the full result as JSON")
     add_progress(p)
     p.set_defaults(func=_cmd_evaluate)
@@ -423,6 +471,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         test_labels=test_labels,
         test_eps=tuple(args.eps) if args.n_test else (),
         autoattack=autoattack,
+        scheduler=args.scheduler,
     )
     result["published_dir"] = str(sets.folder)
     result["missing_sets"] = sets.missing

@@ -13,6 +13,7 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_jobs,
     add_out,
     add_progress,
+    add_scheduler,
     add_seed,
     check_out_dir,
     int_in,
@@ -41,6 +42,8 @@ def _config_from_args(args: argparse.Namespace) -> ReproduceConfig:
         over["train_missing"] = False
     if args.attack_run:
         over["attack_runs"] = tuple(str(Path(p).resolve()) for p in args.attack_run)
+    if args.margins:
+        over["margins_dir"] = str(Path(args.margins).resolve())
     over["seed"] = args.seed
     return replace(base, **over)
 
@@ -64,6 +67,8 @@ def _command_line(args: argparse.Namespace) -> str:
         parts.append("--no-train")
     for run in args.attack_run or ():
         parts += ["--attack-run", run]
+    if args.margins:
+        parts += ["--margins", str(args.margins)]
     if args.seed:
         parts += ["--seed", str(args.seed)]
     return " ".join(shlex.quote(p) for p in parts)
@@ -81,7 +86,7 @@ def _cmd(args: argparse.Namespace) -> int:
     run_reproduction(config, args.out, data_dir=args.data_dir, published_dir=args.published_dir,
                      cache_dir=args.cache_dir, n_jobs=args.n_jobs,
                      progress=not args.no_progress, command=_command_line(args),
-                     threads=args.threads)
+                     threads=args.threads, scheduler=args.scheduler)
     return 0
 
 
@@ -143,7 +148,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--attack-run", action="append", default=None, metavar="RUN.npz",
                    help="a saved attack run (e.g. of the l0 attack) whose label-change rate "
                         "the proxy estimates; repeatable")
+    p.add_argument("--margins", default=None, metavar="DIR",
+                   help="a folder written by `tradeoffs mnist margins`: add its table and "
+                        "figure (margin bounds from the data, 1-NN accuracy) to the report")
     add_jobs(p, what="worker processes for training and the alignment search")
+    add_scheduler(p)
     p.add_argument("--threads", type=int_in(1, MAX_JOBS), default=None, metavar="N",
                    help="torch threads in the main process (default: as many as workers)")
     add_seed(p, what="every sampling, training and attack of the run")

@@ -19,6 +19,7 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_jobs,
     add_out,
     add_progress,
+    add_scheduler,
     add_seed,
     check_out_dir,
 )
@@ -34,7 +35,8 @@ __all__ = ["add_parser", "run_experiments"]
 
 def _config(args: argparse.Namespace) -> ToyConfig:
     base = ToyConfig.small() if args.quick else ToyConfig()
-    return replace(base, seed=args.seed, n_jobs=args.n_jobs, progress=not args.no_progress)
+    return replace(base, seed=args.seed, n_jobs=args.n_jobs, scheduler=args.scheduler,
+                   progress=not args.no_progress)
 
 
 def run_experiments(names: list[str], config: ToyConfig, out: Path | None,
@@ -86,6 +88,7 @@ def _common(p: argparse.ArgumentParser, default_out: str) -> None:
     add_out(p, default=default_out)
     add_seed(p, what="every experiment (sampling, training, attacks)")
     add_jobs(p, what="worker processes of the sweeps")
+    add_scheduler(p)
     p.add_argument("--quick", action="store_true",
                    help="small sizes (seconds; a smoke run), not the documented run")
     add_deprecated_alias(p, "--small", "--quick", "quick", action="store_true")

@@ -56,6 +56,7 @@ __all__ = [
     "load_npy",
     "load_published_examples",
     "published_indices",
+    "release_name",
 ]
 
 
@@ -249,6 +250,24 @@ def _distortion(examples: np.ndarray, sources: np.ndarray, norm: str | None) -> 
         return np.count_nonzero(np.abs(diff) > 1e-12, axis=1).astype(np.float64)
     order = {"l1": 1, "l2": 2}.get(norm or "", np.inf)
     return np.linalg.norm(diff, ord=order, axis=1)
+
+
+def _eps_token(eps: float) -> str:
+    """``0.3 -> 'eps03'``, ``0.25 -> 'eps025'``: the release's spelling of a radius."""
+    return "eps" + f"{eps:g}".replace(".", "")
+
+
+def release_name(norm: str | None, eps: float | None, label: str = "study") -> str:
+    """Name of a labelled set in the release format: ``<norm>/<label>[_eps<digits>]``.
+
+    :func:`load_published_examples` reads the norm from the
+    folder and the radius from ``epsDD`` back out of this name.
+
+    >>> release_name("linf", 0.3)
+    'linf/study_eps03'
+    """
+    stem = label if eps is None or "eps" in label else f"{label}_{_eps_token(eps)}"
+    return f"{norm}/{stem}" if norm else stem
 
 
 def _parse_radius(stem: str) -> float | None:

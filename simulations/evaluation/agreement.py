@@ -327,11 +327,13 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
                     test_labels: np.ndarray | None = None,
                     test_eps: tuple[float, ...] = (), test_pgd_n: int | None = None,
                     autoattack: AutoAttackSettings | None = None,
-                    sources_autoattack: bool = True) -> dict:
+                    sources_autoattack: bool = True, scheduler: Any = None) -> dict:
     """Evaluate every model on every published set (and optionally on test images; PGD on
     the first ``test_pgd_n`` of them, see :func:`sensitivity_report`). ``autoattack``
     adds AutoAttack on the test images and, with ``sources_autoattack``, on the sources
-    of each published l-inf set.
+    of each published l-inf set. ``scheduler`` (``"local:N"``, a Dask scheduler address
+    or an open engine, :mod:`invariance_tradeoffs.simulations.engine`) evaluates one
+    model per task on a Dask cluster (one torch thread each; the sets sent once).
 
     Returns a JSON-ready dictionary (every :class:`Quantity` converted with ``to_dict``);
     its keys are documented in ``docs/mnist.md``.
@@ -343,18 +345,48 @@ def evaluate_models(models: dict[str, Any], sets: dict[str, Any], *,
                  for name, s in sets.items()},
         "models": {},
     }
-    for mname, m in models.items():
-        adapter = as_model(m, name=mname)
-        entry: dict[str, Any] = {"published": {
-            name: evaluate_set(adapter, s, pgd=pgd,
-                               autoattack=autoattack if sources_autoattack else None)
-            for name, s in sets.items()}}
-        if test_images is not None and test_eps:
-            entry["test"] = [sensitivity_report(adapter, test_images, test_labels, e, pgd=pgd,
-                                               pgd_n=test_pgd_n, autoattack=autoattack)
-                             for e in test_eps]
-        out["models"][mname] = entry
+    options = {"pgd": pgd, "test_images": test_images, "test_labels": test_labels,
+               "test_eps": test_eps, "test_pgd_n": test_pgd_n, "autoattack": autoattack,
+               "sources_autoattack": sources_autoattack}
+    if scheduler is None:
+        for mname, m in models.items():
+            out["models"][mname] = _model_entry(mname, m, sets, **options)
+    else:
+        from invariance_tradeoffs.simulations.engine import session
+
+        with session(scheduler) as engine:
+            names = list(models)
+            entries = engine.map(_model_task, [(n, models[n]) for n in names],
+                                 engine.share((sets, options)))
+        out["models"] = dict(zip(names, entries, strict=True))
     return to_jsonable(out)
+
+
+def _model_entry(mname: str, m: Any, sets: dict[str, Any], *, pgd: PGDSettings | None,
+                 test_images: np.ndarray | None, test_labels: np.ndarray | None,
+                 test_eps: tuple[float, ...], test_pgd_n: int | None,
+                 autoattack: AutoAttackSettings | None, sources_autoattack: bool) -> dict:
+    """One model's entry of :func:`evaluate_models`."""
+    adapter = as_model(m, name=mname)
+    entry: dict[str, Any] = {"published": {
+        name: evaluate_set(adapter, s, pgd=pgd,
+                           autoattack=autoattack if sources_autoattack else None)
+        for name, s in sets.items()}}
+    if test_images is not None and test_eps:
+        entry["test"] = [sensitivity_report(adapter, test_images, test_labels, e, pgd=pgd,
+                                           pgd_n=test_pgd_n, autoattack=autoattack)
+                         for e in test_eps]
+    return entry
+
+
+def _model_task(common: tuple, model: tuple) -> dict:
+    """:func:`_model_entry` on a Dask worker, with one torch thread."""
+    from invariance_tradeoffs.simulations.optional import torch
+
+    if torch is not None:
+        torch.set_num_threads(1)
+    sets, options = common
+    return _model_entry(*model, sets, **options)
 
 
 def _fmt(q: dict | None) -> str:

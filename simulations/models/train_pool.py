@@ -114,6 +114,11 @@ def _run_job(job: TrainJob, data_dir: Any, cache_dir: Any, threads: int | None,
             "warnings": [str(w.message) for w in caught]}
 
 
+def _run_job_task(where: tuple, job: TrainJob) -> dict:
+    """:func:`_run_job` as an engine task (``where``: data and cache folders)."""
+    return _run_job(job, *where, 1)
+
+
 def _train_job(job: TrainJob, train: Any, cache_dir: Any, on_epoch: Any) -> dict:
     if job.kind == "zoo":
         from invariance_tradeoffs.simulations.models.zoo import get_config
@@ -129,7 +134,8 @@ def _train_job(job: TrainJob, train: Any, cache_dir: Any, on_epoch: Any) -> dict
 
 
 def train_missing(jobs: list[TrainJob], *, data_dir: Any = None, cache_dir: Any = None,
-                  n_jobs: int = 1, progress: bool = True) -> list[dict]:
+                  n_jobs: int = 1, progress: bool = True,
+                  scheduler: str | None = None) -> list[dict]:
     """Train ``jobs`` into the cache, ``n_jobs`` at a time, longest first.
 
     Parameters
@@ -143,6 +149,11 @@ def train_missing(jobs: list[TrainJob], *, data_dir: Any = None, cache_dir: Any 
         trains in this process with the current torch thread setting.
     progress : bool
         A progress bar over finished jobs.
+    scheduler : str, optional
+        Train on a Dask cluster instead (``"local:N"`` or a scheduler address,
+        :mod:`invariance_tradeoffs.simulations.engine`): one model per task, one torch
+        thread each; the progress bar advances per finished model. The workers write
+        into ``cache_dir``, so on a multi-machine cluster it must be a shared folder.
 
     Returns
     -------
@@ -183,6 +194,14 @@ def train_missing(jobs: list[TrainJob], *, data_dir: Any = None, cache_dir: Any 
         done.append(res)
 
     try:
+        if scheduler is not None:
+            from invariance_tradeoffs.simulations.engine import session
+
+            with session(scheduler) as engine:
+                for _, res in engine.imap_unordered(_run_job_task, ordered,
+                                                    (data_dir, cache_dir)):
+                    finished(res)
+            return done
         if n_jobs == 1:
             for job in ordered:
                 finished(_run_job(job, data_dir, cache_dir, None,

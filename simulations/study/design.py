@@ -38,7 +38,7 @@ import numpy as np
 
 from invariance_tradeoffs.simulations.attacks.runs import AttackRun, parse_indices
 from invariance_tradeoffs.simulations.data.mnist import MNISTSplit
-from invariance_tradeoffs.simulations.data.published import PublishedSet
+from invariance_tradeoffs.simulations.data.published import PublishedSet, release_name
 from invariance_tradeoffs.simulations.study.store import NewItem, write_study
 from invariance_tradeoffs.theory.oracles import REJECT
 from invariance_tradeoffs.theory.validation import as_labels
@@ -144,24 +144,6 @@ def to_grey_levels(images: np.ndarray, name: str) -> tuple[np.ndarray, float]:
     grey = np.rint(arr * 255.0)
     change = float(np.abs(grey / 255.0 - arr).max(initial=0.0))
     return grey.astype(np.uint8), change
-
-
-def _eps_token(eps: float) -> str:
-    """``0.3 -> 'eps03'``, ``0.25 -> 'eps025'``: the release's spelling of a radius."""
-    return "eps" + f"{eps:g}".replace(".", "")
-
-
-def release_name(norm: str | None, eps: float | None, label: str = "study") -> str:
-    """Name of a labelled set in the release format: ``<norm>/<label>[_eps<digits>]``.
-
-    :func:`simulations.data.published.load_published_examples` reads the norm from the
-    folder and the radius from ``epsDD`` back out of this name.
-
-    >>> release_name("linf", 0.3)
-    'linf/study_eps03'
-    """
-    stem = label if eps is None or "eps" in label else f"{label}_{_eps_token(eps)}"
-    return f"{norm}/{stem}" if norm else stem
 
 
 def items_from_run(run: AttackRun, origin: str) -> tuple[StudyItems, int]:

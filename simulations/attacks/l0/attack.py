@@ -607,6 +607,7 @@ def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: s
     def batch(idx: np.ndarray) -> dict[str, np.ndarray]:
         return attack.run(test.images[idx], test.labels[idx], keys=idx).as_arrays()
 
+    batch.attack = attack  # type: ignore[attr-defined]  # e.g. to prepare() it on a worker
     return batch, params
 
 

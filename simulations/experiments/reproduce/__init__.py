@@ -63,15 +63,30 @@ __all__ = ["ReproduceConfig", "MAIN", "QUICK", "FULL", "PRESETS", "PUBLISHED_RAT
 def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
                      data_dir: Any = None, published_dir: Any = None, cache_dir: Any = None,
                      n_jobs: int = -1, progress: bool = True, command: str = "",
-                     threads: int | None = None) -> dict:
+                     threads: int | None = None, scheduler: str | None = None) -> dict:
     """Run every stage, write figures, ``config.json`` and ``REPORT.md`` under ``out``.
 
     ``n_jobs`` worker processes train the missing models (one torch thread each) and run
     the alignment search (joblib's convention: -1 is one per core). ``threads`` sets
     torch's intra-op threads in this process (default: the number of workers).
+    ``scheduler`` (``"local:N"`` or a Dask scheduler address,
+    :mod:`invariance_tradeoffs.simulations.engine`) runs the independent stages on a Dask
+    cluster instead: model training (one model per task), the alignment search and the
+    evaluations (one model per task); ``cache_dir`` must then be a folder the workers share.
 
     Returns the collected results (what the report is made of).
     """
+    from invariance_tradeoffs.simulations.engine import session
+
+    with session(scheduler):
+        return _reproduce(config, out, data_dir=data_dir, published_dir=published_dir,
+                          cache_dir=cache_dir, n_jobs=n_jobs, progress=progress,
+                          command=command, threads=threads)
+
+
+def _reproduce(config: ReproduceConfig, out: str | os.PathLike, *, data_dir: Any,
+               published_dir: Any, cache_dir: Any, n_jobs: int, progress: bool,
+               command: str, threads: int | None) -> dict:
     from joblib import effective_n_jobs
 
     from invariance_tradeoffs.simulations.attacks.runs import load_run
@@ -86,6 +101,10 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
 
     for path in config.attack_runs:  # a damaged run file fails now, not after training
         load_run(path)
+    if config.margins_dir is not None:  # likewise a missing margins folder
+        from invariance_tradeoffs.simulations.margins.report import read_margins
+
+        read_margins(config.margins_dir)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     n_jobs = effective_n_jobs(n_jobs)
@@ -153,6 +172,11 @@ def run_reproduction(config: ReproduceConfig, out: str | os.PathLike, *,
     start = time.perf_counter()
     grid = example_grid(sets, proxy, models)
     res["figures"] = make_figures(out, res["evals"], info, res["published"], res.get("toy"), grid)
+    if config.margins_dir is not None:
+        from invariance_tradeoffs.simulations.margins.report import margins_for_report
+
+        res["margins"] = margins_for_report(config.margins_dir, out)
+        res["figures"].append(res["margins"]["figure"])
     stages.seconds["figures"] = round(time.perf_counter() - start, 2)
     res["seconds"] = stages.seconds
     write_json(out / "results.json", res)

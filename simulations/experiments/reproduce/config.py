@@ -68,6 +68,10 @@ class ReproduceConfig:
         Search budget of the l0 attack (:data:`simulations.attacks.l0.attack.BUDGETS`).
     l0_train_subset : int or None
         The l0 attack aligns the first ``l0_train_subset`` training images (``None``: all).
+    margins_dir : str or None
+        A folder written by ``tradeoffs mnist margins``: its table and figure (margin
+        bounds from the data, 1-NN accuracy, separation) go into the report; nothing is
+        computed for them.
     """
 
     mode: str = "full"
@@ -88,6 +92,7 @@ class ReproduceConfig:
     l0_sources: int | None = None
     l0_budget: str = "default"
     l0_train_subset: int | None = None
+    margins_dir: str | None = None
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -65,6 +65,7 @@ def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -
         "saved_runs": _block(_saved_runs(res.get("runs", {}))),
         "l0": _block(_l0(res.get("l0")) + _judges(res.get("judges"))),
         "toy": _block(_toy(res.get("toy"))),
+        "margins": _block(res["margins"]["lines"] if res.get("margins") else []),
         "figures": _block([f"![{Path(f).stem}]({f})" for f in res["figures"]]),
         "seconds": _block([f"| {k} | {v} |" for k, v in res["seconds"].items()]),
         "model_keys": _block([f"- `{m}`: {i['status']}"

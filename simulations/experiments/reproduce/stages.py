@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.engine import distributed_engine
 from invariance_tradeoffs.simulations.experiments.reproduce.config import (
     PUBLISHED_RATES,
     ReproduceConfig,
@@ -144,7 +145,7 @@ def train_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any, n_jobs: 
         print(f"training {len(jobs)} model(s) missing from the cache: "
               f"{', '.join(j.label for j in jobs)}", flush=True)
     return train_missing(jobs, data_dir=data_dir, cache_dir=cache_dir, n_jobs=n_jobs,
-                         progress=progress)
+                         progress=progress, scheduler=distributed_engine())
 
 
 def models_stage(config: ReproduceConfig, data_dir: Any, cache_dir: Any,
@@ -191,7 +192,8 @@ def attack_stage(config: ReproduceConfig, sets: dict, proxy: Any, validation: di
     # Step 1 (the alignment search) depends on the data only: memoised in the cache.
     memo = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     aligned = align_neighbours_cached(sources, labels, train.images, train.labels,
-                                      cache_dir=memo / "alignment", n_jobs=n_jobs)
+                                      cache_dir=memo / "alignment", n_jobs=n_jobs,
+                                      scheduler=distributed_engine())
     align_seconds = time.perf_counter() - start
     out: dict[str, Any] = {"indices": idx.tolist(), "n_sources": len(idx),
                            "alignment_seconds": round(align_seconds, 2), "radii": {}}
@@ -362,7 +364,12 @@ def evaluations(stages: Stages, models: dict, info: dict, sets: dict,
     todo = [m for m, r in out.items() if r is None]
     bar = tqdm(total=len(todo), desc="evaluation", disable=not progress or not todo)
     calls = [(m, models[m], sets, config, test.images, test.labels) for m in todo]
-    if n_jobs == 1 or len(todo) < 2:
+    engine = distributed_engine()
+    if engine is not None:  # one model per task, one torch thread each; data sent once
+        common = engine.share((sets, config, test.images, test.labels))
+        results: Any = (r for _, r in engine.imap_unordered(
+            _eval_task, [(m, models[m]) for m in todo], common))
+    elif n_jobs == 1 or len(todo) < 2:
         results = (_timed_eval(*c, None) for c in calls)
     else:
         from joblib import Parallel, delayed
@@ -376,6 +383,11 @@ def evaluations(stages: Stages, models: dict, info: dict, sets: dict,
         bar.update()
     bar.close()
     return out
+
+
+def _eval_task(common: tuple, model: tuple) -> tuple:
+    """One model's evaluation on a worker (``common``: sets, config, test images, labels)."""
+    return _timed_eval(*model, *common, 1)
 
 
 def set_threads(threads: int) -> None:

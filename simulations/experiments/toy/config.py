@@ -11,6 +11,7 @@ from joblib import Parallel, delayed
 from threadpoolctl import threadpool_limits
 from tqdm.auto import tqdm
 
+from invariance_tradeoffs.simulations.engine import session
 from invariance_tradeoffs.simulations.experiments.toy.tables import Row
 
 
@@ -24,6 +25,9 @@ class ToyConfig:
         Master seed; every sample and every training run derives from it.
     n_jobs : int
         joblib workers for parameter sweeps (``1``: in process; ``-1``: all cores).
+    scheduler : str or None
+        Run the sweeps on a Dask cluster instead: ``"local:N"`` or a scheduler address
+        (:mod:`invariance_tradeoffs.simulations.engine`); same results as locally.
     progress : bool
         Show tqdm progress bars.
     n_mc : int
@@ -42,6 +46,7 @@ class ToyConfig:
 
     seed: int = 0
     n_jobs: int = 1
+    scheduler: str | None = None
     progress: bool = True
     n_mc: int = 4000
     n_eps: int = 9
@@ -79,14 +84,17 @@ def one_thread(fn: Callable[..., Any], *args: Any) -> Any:
 
 def sweep(fn: Callable[..., Any], tasks: Sequence[tuple], config: ToyConfig,
            desc: str) -> list[Any]:
-    """Run ``fn(*task)`` for each task with joblib, in order, behind a progress bar."""
-    if config.n_jobs == 1:
-        it: Iterable = (one_thread(fn, *t) for t in tasks)
-    else:
-        it = Parallel(n_jobs=config.n_jobs, return_as="generator")(
-            delayed(one_thread)(fn, *t) for t in tasks)
-    return list(tqdm(it, total=len(tasks), desc=desc, disable=not config.progress,
-                     leave=False))
+    """Run ``fn(*task)`` for each task with joblib (on the engine of ``config.scheduler``:
+    local processes or a Dask cluster), in order, behind a progress bar."""
+    with session(config.scheduler, n_jobs=config.n_jobs) as engine, \
+            engine.joblib() as n_jobs:
+        if n_jobs == 1:
+            it: Iterable = (one_thread(fn, *t) for t in tasks)
+        else:
+            it = Parallel(n_jobs=n_jobs, return_as="generator")(
+                delayed(one_thread)(fn, *t) for t in tasks)
+        return list(tqdm(it, total=len(tasks), desc=desc, disable=not config.progress,
+                         leave=False))
 
 
 def quantity_columns(q: Any, prefix: str) -> Row:
