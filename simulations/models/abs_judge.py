@@ -77,7 +77,7 @@ from invariance_tradeoffs.simulations.models.zoo import (
 )
 from invariance_tradeoffs.simulations.optional import F, nn, require_torch, torch
 from invariance_tradeoffs.theory.oracles import REJECT
-from invariance_tradeoffs.theory.validation import as_labels
+from invariance_tradeoffs.theory.validation import as_labels, check_int
 
 __all__ = ["ABS_CONFIGS", "ABS_FORMAT", "ABSConfig", "ABSJudge", "TEMPERATURES",
            "build_class_vae", "get_abs_config", "split_training",
@@ -139,11 +139,9 @@ class ABSConfig:
 
     def __post_init__(self) -> None:
         for name in ("latent", "hidden", "n_holdout", "epochs", "batch_size", "n_samples"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {value!r}")
-        if self.n_train is not None and (isinstance(self.n_train, bool) or self.n_train < 10):
-            raise ValueError(f"n_train must be None or >= 10, got {self.n_train!r}")
+            check_int(getattr(self, name), name, low=1)
+        if self.n_train is not None:
+            check_int(self.n_train, "n_train", low=10)
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be finite and > 0, got {self.lr}")
         if not 0 <= self.reject_quantile < 0.5:
