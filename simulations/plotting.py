@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 
 __all__ = [
     "STYLE",
+    "save_pair_grid",
     "save_figure",
     "plot_good_radii",
     "plot_ceiling_curves",
@@ -494,6 +495,55 @@ def save_grid(
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi)
+    return path
+
+
+def save_pair_grid(
+    path: str | os.PathLike,
+    sources: np.ndarray,
+    examples: np.ndarray,
+    captions: Sequence[str],
+    *,
+    per_row: int = 10,
+    title: str | None = None,
+    dpi: int = 80,
+) -> Path:
+    """Compact grid of (source | example) pairs, ``per_row`` pairs a row, each captioned.
+
+    Each cell shows the source and its example side by side, separated by a grey bar,
+    under a caption (e.g. the index, the attack's target and each judge's verdict), so
+    that a person can check a whole run by eye.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    sources, examples = np.asarray(sources), np.asarray(examples)
+    n = len(sources)
+    if n == 0 or sources.shape != (n, 28, 28) or examples.shape != (n, 28, 28):
+        raise ValueError(f"sources and examples must both have shape (n, 28, 28) with n >= 1, "
+                         f"got {sources.shape} and {examples.shape}")
+    if len(captions) != n:
+        raise ValueError(f"captions must have {n} entries, got {len(captions)}")
+    if isinstance(per_row, bool) or not isinstance(per_row, int) or per_row < 1:
+        raise ValueError(f"per_row must be a positive integer, got {per_row!r}")
+    cols = min(per_row, n)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(1.55 * cols, 1.2 * rows + (0.4 if title else 0.1)))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(rows, cols, squeeze=False)
+    bar = np.full((28, 2), 0.5)
+    for k, ax in enumerate(axes.ravel()):
+        ax.set_axis_off()
+        if k < n:
+            ax.imshow(np.hstack([sources[k], bar, examples[k]]), cmap="gray", vmin=0, vmax=1)
+            ax.set_title(captions[k], fontsize=6, pad=2)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    # leave the top strip to the title (about 0.3 inch)
+    fig.tight_layout(pad=0.3, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight() if title else 1))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi)

@@ -44,3 +44,18 @@ def published_dir() -> Path:
     if not (path / "indexs.npy").exists():
         pytest.skip("published invariance examples not found at ../shared/data")
     return path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch in one thread for a test module (restored after it): on a busy 2-core machine
+    torch's default two threads are several times slower than one. Nothing without torch."""
+    try:
+        import torch
+    except ImportError:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -25,13 +25,37 @@ from invariance_tradeoffs.simulations.cli.args import (
     add_progress,
     add_scheduler,
     add_seed,
+    add_threads,
     check_out_dir,
     float_in,
     int_in,
 )
 
-__all__ = ["add_parser", "add_run_args", "attack_jobs", "l0_batch", "resolve_indices",
-           "run_command"]
+__all__ = ["add_judge_args", "add_parser", "add_run_args", "attack_jobs", "l0_batch",
+           "resolve_indices", "run_command"]
+
+
+def add_judge_args(parser: argparse.ArgumentParser, *, what: str | None) -> None:
+    """``--judge`` (one of the judges :func:`~simulations.attacks.l0.judges.build_judge`
+    knows; only with ``what``, the judge's role), ``--abs-config``, ``--proxy`` and
+    ``--cache-dir``."""
+    from invariance_tradeoffs.simulations.attacks.l0.judges import JUDGE_NAMES
+    from invariance_tradeoffs.simulations.models.abs_judge import ABS_CONFIGS
+    from invariance_tradeoffs.simulations.models.proxy import PROXY_CONFIGS
+
+    if what is not None:
+        parser.add_argument("--judge", choices=JUDGE_NAMES, default="knn",
+                            help=f"judge of what an image reads as ({what}): 'knn' (vote of "
+                            "the 10 nearest binarised training images), 'abs' (one VAE per "
+                            "class, with a reject label), 'proxy' (augmented CNN ensemble) "
+                            "or 'ensemble' (mean of the three) (default: knn)")
+    parser.add_argument("--abs-config", choices=tuple(ABS_CONFIGS), default="abs",
+                        help="configuration of the 'abs' judge (default: abs)")
+    parser.add_argument("--proxy", choices=tuple(PROXY_CONFIGS), default="proxy-small",
+                        help="configuration of the 'proxy' judge (default: proxy-small)")
+    parser.add_argument("--cache-dir", metavar="DIR", default=None,
+                        help="model cache of the trained judges (default: <per-user "
+                        "cache>/models); missing ones are trained")
 
 
 def add_run_args(parser: argparse.ArgumentParser) -> None:
@@ -145,15 +169,22 @@ def _cmd_l0(args: argparse.Namespace) -> int:
     indices = resolve_indices(args)
     train = load_mnist("train", args.data_dir)
     test = load_mnist("test", args.data_dir)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     options = dict(n_train=args.train_subset, budget=args.budget, targets=args.targets,
                    min_confidence=args.min_confidence, random_state=args.seed,
-                   n_jobs=attack_jobs(args))
+                   n_jobs=attack_jobs(args), judge=args.judge,
+                   judge_options={"abs_config": args.abs_config, "proxy_config": args.proxy,
+                                  "cache_dir": args.cache_dir,
+                                  "progress": not args.no_progress})
     batch, params = batch_attack(train, test, **options)
     if args.scheduler:  # each worker builds the attack from the data folder (see engine)
         from invariance_tradeoffs.simulations.engine import BuiltOnWorker
 
         batch = BuiltOnWorker(l0_batch, args.data_dir, **options)
-    name = f"l0_{args.targets}"
+    name = f"l0_{args.targets}" + ("" if args.judge == "knn" else f"_{args.judge}")
     code = run_command(args, name, params, batch, indices=indices)
     if code == 0:
         print(summarize_run(load_run(Path(args.out) / f"{name}.npz")))
@@ -196,6 +227,8 @@ def add_parser(mnist_subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--train-subset", type=int_in(JUDGE_NEIGHBOURS, 60000), default=None,
                    metavar="N", help="use only the first N training images (judge and search; "
                    f"at least {JUDGE_NEIGHBOURS}, the judge's neighbours; default: all 60000)")
+    add_judge_args(p, what="acceptance test of the edits")
+    add_threads(p)
     add_data_args(p)
     add_run_args(p)
     add_deprecated_alias(p, "--attack-seed", "--seed", "seed", type=int_in(0, 2**32 - 1))

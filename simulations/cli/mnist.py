@@ -5,6 +5,7 @@ Commands::
     tradeoffs mnist download [--data-dir DIR] [--mnist-url URL] [--release-url URL]
     tradeoffs mnist published [--published-dir DIR] [--data-dir DIR]
     tradeoffs mnist reproduce-linf [--eps 0.3 0.4] [--align] [--n-jobs N]
+    tradeoffs mnist judges [--judges knn abs proxy ensemble] [--json FILE]
     tradeoffs mnist attack linf|l0 ...        (see invariance_tradeoffs.simulations.cli.attack)
     tradeoffs mnist margins [--out DIR] [--n-ti N] [--n-test N] [--no-train-separation]
     tradeoffs mnist evaluate --model NAME ...
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from invariance_tradeoffs.simulations.attacks.l0.judges import JUDGE_NAMES
 from invariance_tradeoffs.simulations.cli import attack
 from invariance_tradeoffs.simulations.cli.args import (
     add_data_args,
@@ -151,6 +153,73 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_judges(args: argparse.Namespace) -> int:
+    import json
+    import time
+
+    from invariance_tradeoffs.simulations.attacks.l0.judges import (
+        MeanJudge,
+        MemoJudge,
+        build_judge,
+    )
+    from invariance_tradeoffs.simulations.attacks.runs import load_run
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.data.published import load_published_examples
+    from invariance_tradeoffs.simulations.evaluation.judge_validation import (
+        judge_run,
+        run_table,
+        save_verdict_grid,
+        validate_judges,
+        validation_table,
+    )
+    from invariance_tradeoffs.simulations.io import atomic_write, to_jsonable
+
+    for path in args.runs or []:  # before any training: a wrong path fails at once
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"--runs {path}: no such run file")
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    sets = load_published_examples(args.published_dir, data_dir=args.data_dir)
+    train = load_mnist("train", args.data_dir)
+    opts = {"abs_config": args.abs_config, "proxy_config": args.proxy,
+            "cache_dir": args.cache_dir, "progress": not args.no_progress}
+    built: dict = {}
+    for name in ("knn", "abs", "proxy"):
+        if name in args.judges or "ensemble" in args.judges:
+            start = time.perf_counter()
+            built[name] = MemoJudge(build_judge(name, train.images, train.labels, **opts))
+            print(f"judge {name}: {built[name]!r} ready in {time.perf_counter() - start:.1f} s")
+    judges = {n: built[n] for n in args.judges if n != "ensemble"}
+    if "ensemble" in args.judges:
+        judges["ensemble"] = MeanJudge({n: built[n] for n in ("knn", "abs", "proxy")})
+    result = validate_judges(judges, sets)
+    print(f"published sets: {', '.join(sets)} (from {sets.folder})"
+          + "".join(f"; missing {k}" for k in sets.missing))
+    print(validation_table(result))
+    judged_runs = []
+    for path in args.runs or []:
+        run = load_run(path)
+        judged = judge_run(judges, run)
+        grid = save_verdict_grid(Path(path).with_suffix(".judges.png"), run, judged["judges"],
+                                 title=f"{Path(path).stem}: source | example; judges' labels")
+        # folder/stem: runs of the same attack from different folders keep apart
+        judged_runs.append((f"{Path(path).parent.name}/{Path(path).stem}", run, judged))
+        print(f"verdict grid of {path} -> {grid}")
+    if judged_runs:
+        print(run_table(judged_runs))
+    if args.json:
+        result["runs"] = {name: judged for name, _, judged in judged_runs}
+        out = {**result, "judge_repr": {k: repr(v) for k, v in judges.items()},
+               "options": {k: v for k, v in opts.items() if k != "progress"},
+               "missing_sets": sets.missing}
+        atomic_write(args.json, lambda p: Path(p).write_text(json.dumps(to_jsonable(out),
+                                                                       indent=1)))
+        print(f"full result -> {args.json}")
+    return 0
+
+
 def _cmd_margins(args: argparse.Namespace) -> int:
     from invariance_tradeoffs.simulations.cli.args import check_out_dir
     from invariance_tradeoffs.simulations.margins.report import margins_table, run_margins
@@ -218,6 +287,29 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_scheduler(p)
     add_data_args(p)
     p.set_defaults(func=_cmd_reproduce)
+
+    p = sub.add_parser(
+        "judges",
+        help="validate the judges (k-NN, ABS VAEs, proxy, ensemble) against the human "
+        "labels of every published set",
+        description="For every judge and every published human-labelled set found: "
+        "agreement with the human labels overall, on label-changed and on unchanged "
+        "examples, and the reject rate (estimates with 95% Clopper-Pearson intervals). "
+        "Judges are fitted on MNIST training data only (trained and cached when missing).")
+    p.add_argument("--judges", nargs="+", choices=JUDGE_NAMES, default=list(JUDGE_NAMES),
+                   metavar="NAME", help="judges to validate, of "
+                   f"{', '.join(JUDGE_NAMES)} (default: all)")
+    attack.add_judge_args(p, what=None)
+    add_threads(p)
+    p.add_argument("--runs", nargs="+", metavar="RUN.npz", default=None,
+                   help="attack runs (.npz of `mnist attack`) to judge: per run, the judged "
+                   "label-change rate under every judge (a table) and a verdict grid "
+                   "RUN.judges.png")
+    p.add_argument("--json", metavar="FILE", default=None,
+                   help="also write the full result (intervals, every label) as JSON")
+    add_data_args(p)
+    add_progress(p)
+    p.set_defaults(func=_cmd_judges)
 
     attack.add_parser(sub)
 

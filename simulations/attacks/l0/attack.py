@@ -71,8 +71,10 @@ import numpy as np
 
 from invariance_tradeoffs.simulations.attacks.base import Attack, AttackResult, check_epsilons
 from invariance_tradeoffs.simulations.attacks.l0.judges import (
+    JUDGE_NAMES,
     Judge,
     KNNJudge,
+    build_judge,
     judge_probabilities,
     probabilities_read_as,
     reads_as,
@@ -573,12 +575,16 @@ class L0InvarianceAttack(Attack):
 
 
 def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: str = "default",
+                 judge: str = "knn", judge_options: dict | None = None,
                  **kwargs: Any) -> tuple[Callable[[np.ndarray], dict[str, np.ndarray]], dict]:
     """The l0 attack as a batch function for :func:`simulations.attacks.runs.run_attack`.
 
     ``train`` / ``test`` are MNIST splits (``.images``, ``.labels``); the attack aligns
     the first ``n_train`` training images (``None``: all) with the search budget
-    ``budget`` (:data:`BUDGETS`); ``kwargs`` go to :class:`L0InvarianceAttack`. Returns
+    ``budget`` (:data:`BUDGETS`), and accepts an edit when the judge ``judge`` (a name
+    of :data:`~simulations.attacks.l0.judges.JUDGE_NAMES`, built by
+    :func:`~simulations.attacks.l0.judges.build_judge` with ``judge_options``) reads it
+    as the target; ``kwargs`` go to :class:`L0InvarianceAttack`. Returns
     ``(batch(test_indices) -> arrays, params)`` with the run's JSON parameters.
     """
     n_train = len(train.images) if n_train is None else n_train
@@ -587,9 +593,15 @@ def batch_attack(train: Any, test: Any, *, n_train: int | None = None, budget: s
                          f"k-NN judge votes over {JUDGE_NEIGHBOURS} neighbours), got {n_train}")
     if budget not in BUDGETS:
         raise ValueError(f"budget must be one of {sorted(BUDGETS)}, got {budget!r}")
+    if judge not in JUDGE_NAMES:
+        raise ValueError(f"judge must be one of {', '.join(JUDGE_NAMES)}, got {judge!r}")
+    # The k-NN judge votes over the images the search uses (as before); the trained
+    # judges come from the model cache, fitted on the whole training set.
+    judge_fn = (None if judge == "knn" else
+                build_judge(judge, train.images, train.labels, **(judge_options or {})))
     attack = L0InvarianceAttack(train.images[:n_train], train.labels[:n_train],
-                                search=BUDGETS[budget], **kwargs)
-    params = {**attack.get_params(), "budget": budget,
+                                search=BUDGETS[budget], judge=judge_fn, **kwargs)
+    params = {**attack.get_params(), "judge_name": judge, "budget": budget,
               "training_set": f"the first {n_train} MNIST training images"}
 
     def batch(idx: np.ndarray) -> dict[str, np.ndarray]:

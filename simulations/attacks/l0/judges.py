@@ -27,6 +27,7 @@ Example
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 import numpy as np
@@ -35,10 +36,16 @@ from invariance_tradeoffs.simulations.images import as_unit_images
 from invariance_tradeoffs.theory.validation import as_labels, check_n_classes
 
 __all__ = [
+    "JUDGE_NAMES",
     "Judge",
     "KNNEdits",
     "KNNJudge",
+    "MeanJudge",
+    "MemoJudge",
+    "ProbabilityJudge",
     "binarize",
+    "build_judge",
+    "judge_labels",
     "judge_probabilities",
     "probabilities_read_as",
     "reads_as",
@@ -46,7 +53,6 @@ __all__ = [
 
 #: A judge maps images (n, 28, 28) in [0, 1] to probabilities (n, C) or labels (n,).
 Judge = Callable[[np.ndarray], np.ndarray]
-
 
 
 def binarize(images: np.ndarray, threshold: float = 0.5) -> np.ndarray:
@@ -86,6 +92,15 @@ def judge_probabilities(
     if not np.all(np.isfinite(probs)) or probs.min() < 0 or probs.max() > 1:
         raise ValueError("judge probabilities must be finite and in [0, 1]")
     return probs
+
+
+def judge_labels(judge: Judge, images: np.ndarray, n_classes: int = 10) -> np.ndarray:
+    """The judge's label of each image: its largest score (ties towards the lower class),
+    or :data:`~theory.oracles.REJECT` when it gives no class any score; int64 ``(n,)``."""
+    from invariance_tradeoffs.theory.oracles import REJECT
+
+    probs = judge_probabilities(judge, images, n_classes)
+    return np.where(probs.max(axis=1) > 0, probs.argmax(axis=1), REJECT).astype(np.int64)
 
 
 def reads_as(
@@ -288,3 +303,117 @@ class KNNEdits:
             return self.judge._votes(base_d[None, :] + z @ contrib, cols)
 
         return scorer
+
+
+class ProbabilityJudge:
+    """A labeller with ``predict_proba`` on model input ``(n, 1, 28, 28)`` float32 (e.g.
+    the proxy ensemble, :class:`~simulations.models.proxy.ProxyLabeller`) as a judge."""
+
+    def __init__(self, labeller: object, name: str | None = None) -> None:
+        if not callable(getattr(labeller, "predict_proba", None)):
+            raise TypeError("labeller must have a predict_proba method")
+        self.labeller = labeller
+        self.name = name or getattr(labeller, "name", type(labeller).__name__)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        x = as_unit_images(images, "images", channels=True, dtype=np.float32)
+        return np.asarray(self.labeller.predict_proba(x), dtype=np.float64)
+
+    def __repr__(self) -> str:
+        return f"ProbabilityJudge({self.name!r})"
+
+
+class MeanJudge:
+    """Ensemble of judges: the mean of their probabilities (labels count as one-hot,
+    a reject as an all-zero row), so an image reads as a class only as far as the
+    members, on average, say so."""
+
+    def __init__(self, judges: dict[str, Judge], n_classes: int = 10) -> None:
+        if not judges or not all(callable(j) for j in judges.values()):
+            raise ValueError("judges must be a non-empty dict of callables")
+        self.judges = dict(judges)
+        self.n_classes = check_n_classes(n_classes)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        return np.mean([judge_probabilities(j, images, self.n_classes)
+                        for j in self.judges.values()], axis=0)
+
+    def __repr__(self) -> str:
+        return f"MeanJudge({', '.join(map(repr, self.judges.values()))})"
+
+
+class MemoJudge:
+    """``judge`` remembering its verdict on the batches it has seen (keyed by the
+    batch's bytes), so that judging the same images again -- e.g. by an ensemble that
+    holds it, right after it judged them alone -- costs nothing. For evaluation, not for
+    the attacks (whose batches are all new)."""
+
+    def __init__(self, judge: Judge) -> None:
+        if not callable(judge):
+            raise TypeError("judge must be callable")
+        self.judge = judge
+        self._seen: dict[tuple, np.ndarray] = {}
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        imgs = as_unit_images(images, "images")
+        key = (imgs.shape, hashlib.sha256(imgs.tobytes()).hexdigest())
+        if key not in self._seen:
+            self._seen[key] = np.asarray(self.judge(imgs))
+        return self._seen[key].copy()
+
+    def __getattr__(self, name: str) -> object:  # calibration, name, ... of the judge
+        if name == "judge":
+            raise AttributeError(name)
+        return getattr(self.judge, name)
+
+    def __repr__(self) -> str:
+        return repr(self.judge)
+
+
+#: Judges :func:`build_judge` knows: the k-NN vote, the analysis-by-synthesis VAEs, the
+#: proxy CNN ensemble, and the mean of the three.
+JUDGE_NAMES = ("knn", "abs", "proxy", "ensemble")
+
+
+def build_judge(
+    name: str,
+    train_images: np.ndarray,
+    train_labels: np.ndarray,
+    *,
+    abs_config: str = "abs",
+    proxy_config: str = "proxy-small",
+    cache_dir: str | None = None,
+    n_neighbors: int = 10,
+    progress: bool = False,
+) -> Judge:
+    """The judge called ``name`` (:data:`JUDGE_NAMES`), built on MNIST training data.
+
+    ``knn`` votes over ``train_images`` (as the l0 attack's search uses them); ``abs``
+    (:mod:`~invariance_tradeoffs.simulations.models.abs_judge`) and ``proxy``
+    (:mod:`~invariance_tradeoffs.simulations.models.proxy`) are trained on -- or loaded
+    from the model cache ``cache_dir`` for -- the full ``train_images`` given, with
+    their own held-out split; ``ensemble`` is the :class:`MeanJudge` of the three.
+
+    Raises
+    ------
+    ValueError
+        ``name`` is not a known judge (the message lists them).
+    """
+    if name not in JUDGE_NAMES:
+        raise ValueError(f"judge must be one of {', '.join(JUDGE_NAMES)}, got {name!r}")
+    if name == "knn":
+        return KNNJudge(train_images, train_labels, n_neighbors=n_neighbors)
+    if name == "abs":
+        from invariance_tradeoffs.simulations.models.abs_judge import train_abs
+
+        return train_abs(abs_config, train_images, train_labels, cache_dir=cache_dir,
+                         progress=progress)
+    if name == "proxy":
+        from invariance_tradeoffs.simulations.models.proxy import train_proxy
+
+        return ProbabilityJudge(train_proxy(proxy_config, train_images, train_labels,
+                                            cache_dir=cache_dir, progress=progress))
+    kw = {"abs_config": abs_config, "proxy_config": proxy_config, "cache_dir": cache_dir,
+          "n_neighbors": n_neighbors, "progress": progress}
+    return MeanJudge({m: build_judge(m, train_images, train_labels, **kw)
+                      for m in ("knn", "abs", "proxy")})

@@ -41,8 +41,10 @@ from invariance_tradeoffs.simulations.experiments.reproduce.figures import (
 from invariance_tradeoffs.simulations.experiments.reproduce.report import render_report
 from invariance_tradeoffs.simulations.experiments.reproduce.stages import (
     Stages,
+    abs_config_of,
     attack_stage,
     evaluations,
+    judges_stage,
     l0_stage,
     models_stage,
     published_stage,
@@ -159,6 +161,10 @@ def _reproduce(config: ReproduceConfig, out: str | os.PathLike, *, data_dir: Any
         res["l0"] = stages.run("l0", lambda: l0_stage(
             config, out, proxy, res["proxy"]["validation"], data_dir, folder, n_jobs,
             progress))
+    if config.l0_sources != 0:
+        res["judges"] = stages.run("judges", lambda: judges_stage(
+            config, sets, proxy, out / "runs" / "l0_all.npz", data_dir, cache_dir, progress),
+            depends=f"judges:{abs_config_of(config)}:{config.proxy}:l0")
     if config.attack_runs:
         res["runs"] = stages.run("runs", lambda: runs_stage(
             config.attack_runs, proxy, res["proxy"]["validation"]))

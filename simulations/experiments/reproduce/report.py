@@ -63,7 +63,7 @@ def render_report(out: Path, command: str, config: ReproduceConfig, res: dict) -
         "n_sources": att["n_sources"], "alignment_seconds": f"{att['alignment_seconds']:.1f}",
         "attack_rows": _block(_attack_rows(att)),
         "saved_runs": _block(_saved_runs(res.get("runs", {}))),
-        "l0": _block(_l0(res.get("l0"))),
+        "l0": _block(_l0(res.get("l0")) + _judges(res.get("judges"))),
         "toy": _block(_toy(res.get("toy"))),
         "margins": _block(res["margins"]["lines"] if res.get("margins") else []),
         "figures": _block([f"![{Path(f).stem}]({f})" for f in res["figures"]]),
@@ -204,6 +204,30 @@ def _l0(l0: dict | None) -> list[str]:
             f"Label-change rate: {fmt(l0.get('proxy_label_change_rate'))} (proxy "
             f"estimate; the paper's humans: 55% for its l0 set, quoted). Run: "
             f"`runs/l0_all.npz` (+ `.png` grid)."]
+
+
+def _judges(judges: dict | None) -> list[str]:
+    if not judges:
+        return []
+    val, l0 = judges["validation"], judges["l0"]
+    rows = [[j, s, f"{r['n']} ({r['n_label_changed']})", fmt(r["agreement"]),
+             fmt(r["agreement_label_changed"]), fmt(r["agreement_unchanged"]),
+             fmt(r["reject_rate"])]
+            for j, res in val.items()
+            for s, r in [*res["sets"].items(), ("pooled", res["pooled"])]]
+    return ["", "## Judges: agreement with the human labels, and their reading of the l0 "
+            "examples", "",
+            f"k-NN vote (10 neighbours, binarised training set), analysis-by-synthesis VAEs "
+            f"(`{judges['abs_config']}`, reject label), the proxy above, and their mean "
+            "(docs/judges.md). Fitted on MNIST training data only; a reject never agrees "
+            "with these human labels.", "",
+            *_table(["judge", "set", "n (changed)", "agreement", "on label-changed",
+                     "on unchanged", "rejected"], rows), "",
+            "Judged label-change rate of the l0 run's examples (a failure counts as "
+            "unchanged; a reject as changed); verdict grid `runs/" + judges["l0_grid"] + "`:",
+            "", *_table(["judge", "changed", "reads as the target", "rejected"],
+                        [[j, fmt(r["changed"]), fmt(r["reads_as_target"]),
+                          fmt(r["rejected"])] for j, r in l0.items()])]
 
 
 def _toy(toy: dict | None) -> list[str]:

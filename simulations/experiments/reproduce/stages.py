@@ -283,6 +283,49 @@ def l0_stage(config: ReproduceConfig, out: Path, proxy: Any, validation: dict,
     return entry
 
 
+def abs_config_of(config: ReproduceConfig) -> str:
+    """The ABS judge of a run: ``abs-tiny`` for ``--quick`` (seconds), else ``abs``."""
+    return "abs-tiny" if config.mode == "quick" else "abs"
+
+
+def judges_stage(config: ReproduceConfig, sets: dict, proxy: Any, l0_path: Path,
+                 data_dir: Any, cache_dir: Any, progress: bool) -> dict:
+    """Every judge (k-NN, ABS, the run's proxy, their mean) validated against the human
+    labels of the published sets, and its verdict on the l0 run's examples (with a
+    verdict grid ``<run>.judges.png`` beside it)."""
+    from invariance_tradeoffs.simulations.attacks.l0.judges import (
+        MeanJudge,
+        MemoJudge,
+        ProbabilityJudge,
+        build_judge,
+    )
+    from invariance_tradeoffs.simulations.attacks.runs import load_run
+    from invariance_tradeoffs.simulations.data.mnist import load_mnist
+    from invariance_tradeoffs.simulations.evaluation.judge_validation import (
+        judge_run,
+        save_verdict_grid,
+        validate_judges,
+    )
+
+    train = load_mnist("train", data_dir)
+    abs_name = abs_config_of(config)
+    judges: dict[str, Any] = {
+        "knn": MemoJudge(build_judge("knn", train.images, train.labels)),
+        "abs": MemoJudge(build_judge("abs", train.images, train.labels, abs_config=abs_name,
+                                     cache_dir=cache_dir, progress=progress)),
+        "proxy": MemoJudge(ProbabilityJudge(proxy))}
+    judges["ensemble"] = MeanJudge(dict(judges))
+    validation = validate_judges(judges, sets)
+    run = load_run(l0_path)
+    judged = judge_run(judges, run)
+    grid = save_verdict_grid(l0_path.with_suffix(".judges.png"), run, judged["judges"],
+                             title=f"{l0_path.stem}: source | example; judges' labels")
+    return {"abs_config": abs_name, "abs_calibration": judges["abs"].calibration,
+            "judges": {k: repr(v) for k, v in judges.items()},
+            "validation": validation["judges"], "l0": judged["judges"],
+            "l0_grid": str(grid.name)}
+
+
 def eval_stage(name: str, model: Any, sets: dict, config: ReproduceConfig,
                 test_images: np.ndarray, test_labels: np.ndarray) -> dict:
     from invariance_tradeoffs.simulations.evaluation.agreement import (

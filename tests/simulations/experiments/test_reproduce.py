@@ -112,6 +112,13 @@ def test_reduced_quick_run_writes_the_report_table_and_figures(mnist_dir, publis
     l0 = json.loads((out / "stages" / "l0.json").read_text())["result"]
     assert l0["n_sources"] == 2 and l0["n_examples"] + l0["n_failures"] == 2
     assert (out / "runs" / "l0_all.npz").exists()
+    judges = json.loads((out / "stages" / "judges.json").read_text())["result"]
+    assert judges["abs_config"] == "abs-tiny" and set(judges["l0"]) == {
+        "knn", "abs", "proxy", "ensemble"}
+    assert judges["validation"]["abs"]["pooled"]["n"] == 200
+    assert "## Judges: agreement with the human labels" in report
+    assert "| abs | linf/automated_eps03 | 100 (21) |" in report
+    assert (out / "runs" / "l0_all.judges.png").stat().st_size > 1000
     assert "tradeoffs reproduce --out" in report and "--quick" in report
     for stem in ("agreement_vs_eps", "robust_vs_agreement", "examples_grid", "toy_vs_mnist"):
         assert (out / "figures" / f"{stem}.png").stat().st_size > 1000
