@@ -75,6 +75,9 @@ REQUIRED_ON_WORKERS: tuple[str, ...] = (
 #: Seconds a scheduler address has to answer (before anything is written).
 CONNECT_TIMEOUT = 5.0
 
+#: Seconds to cancel a failed run's remaining tasks before giving up on the client.
+CANCEL_TIMEOUT = 5.0
+
 #: Upper bound on ``local:N`` (same bound as ``--n-jobs``).
 MAX_LOCAL_WORKERS = 256
 
@@ -385,8 +388,12 @@ class Engine:
                 f"the Dask client or cluster stopped during the run after {n_done} of "
                 f"{len(futures)} tasks ({type(exc).__name__}: {exc})") from exc
         finally:
-            with contextlib.suppress(Exception):  # the client may be gone already
-                client.cancel([f for f in futures if not f.done()])
+            pending = [f for f in futures if not f.done()]
+            if pending and client.status == "running":
+                # With a deadline: a client closed meanwhile (by another thread) never
+                # answers, and Client.cancel would wait for it forever.
+                with contextlib.suppress(Exception):
+                    client.sync(client._cancel, pending, callback_timeout=CANCEL_TIMEOUT)
         if n_done < len(futures):
             raise ClusterLostError(f"the Dask client or cluster stopped during the run after "
                                    f"{n_done} of {len(futures)} tasks")
