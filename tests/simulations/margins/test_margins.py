@@ -133,7 +133,7 @@ def test_published_crossing_and_ceilings(mnist_dir, published_dir):
     from invariance_tradeoffs.simulations.data.mnist import load_mnist
     from invariance_tradeoffs.simulations.data.published import load_published_examples
 
-    sets = load_published_examples(published_dir)
+    sets = load_published_examples(published_dir, data_dir=mnist_dir)
     ceilings = human_ceilings(sets)
     assert ceilings["linf/automated_eps03"]["ceiling"].value == pytest.approx(0.79)
     pset = sets["linf/automated_eps04"]
